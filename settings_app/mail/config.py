@@ -1,0 +1,48 @@
+"""What one SMTP conversation needs, frozen before any async code runs (no ORM below this line)."""
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from django.db import models
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Transport(models.TextChoices):
+    NONE = "none", "None (plain text)"
+    SSL = "ssl", "SSL (implicit TLS)"
+    TLS = "tls", "TLS (STARTTLS)"
+
+    @property
+    def default_port(self) -> int:
+        return {"none": 25, "ssl": 465, "tls": 587}[self.value]
+
+
+@dataclass(frozen=True, slots=True)
+class ReachPolicy:
+    """Where the connector may open sockets.
+
+    Hosted installations reach only public addresses on mail ports; self-hosted ones may also reach the
+    private networks their super administrator listed.
+    """
+
+    hosted: bool
+    allowed_networks: tuple[IPNetwork, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    host: str
+    port: int
+    transport: Transport
+    ehlo_name: str
+    policy: ReachPolicy
+    username: str = ""
+    password: str = field(default="", repr=False)
+    ca_pem: str = ""
+    connect_timeout: float = 10.0
+    total_timeout: float = 30.0
+
+    @property
+    def destination(self) -> str:
+        return f"{self.host}:{self.port} ({self.transport.label})"
