@@ -1,0 +1,76 @@
+import os
+
+import pytest
+
+from settings_app.models import RoleKind
+from tests import factories
+
+pytest_plugins = ["tests.smtp_servers"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests run last: sync Playwright keeps an event loop in the main thread."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if item.get_closest_marker("browser") is None:
+        return (yield)
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        return (yield)
+    finally:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+@pytest.fixture
+def installation(db):
+    return factories.installation()
+
+
+@pytest.fixture
+def north(installation):
+    district = factories.district("North", slug="north")
+    factories.school(district, "North High")
+    return district
+
+
+@pytest.fixture
+def south(installation):
+    district = factories.district("South", slug="south")
+    factories.school(district, "South Elementary")
+    return district
+
+
+@pytest.fixture
+def super_admin(installation):
+    user = factories.user("super")
+    factories.role(user, RoleKind.SUPER_ADMIN)
+    return user
+
+
+@pytest.fixture
+def north_admin(north):
+    user = factories.user("north-admin")
+    factories.role(user, RoleKind.DISTRICT_ADMIN, district=north)
+    return user
+
+
+@pytest.fixture
+def south_admin(south):
+    user = factories.user("south-admin")
+    factories.role(user, RoleKind.DISTRICT_ADMIN, district=south)
+    return user
+
+
+@pytest.fixture
+def north_staff(north):
+    user = factories.user("north-staff")
+    factories.role(user, RoleKind.LIBRARY_STAFF, school=north.schools.get())
+    return user
+
+
+@pytest.fixture
+def no_role_user(installation):
+    return factories.user("nobody")
