@@ -1,12 +1,10 @@
 import ipaddress
 
 from django.conf import settings
-from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from settings_app import crypto
-from settings_app.mail.config import ReachPolicy, Transport
+from settings_app.mail.config import ReachPolicy
 
 
 class HostingMode(models.TextChoices):
@@ -122,81 +120,9 @@ class Role(models.Model):
         return f"{self.user} – {self.get_kind_display()} {self.district or self.school or ''}".strip()
 
 
-class SmtpSettings(models.Model):
-    """The outgoing mail server of one scope: the installation or one district."""
-
-    installation = models.OneToOneField(
-        Installation, null=True, blank=True, on_delete=models.CASCADE, related_name="smtp_settings"
-    )
-    district = models.OneToOneField(
-        District, null=True, blank=True, on_delete=models.CASCADE, related_name="smtp_settings"
-    )
-    host = models.CharField("SMTP (mail) server address", max_length=253)
-    port = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(65535)])
-    transport = models.CharField("Transport protocol", max_length=10, choices=Transport, default=Transport.TLS)
-    username = models.CharField("Authentication user ID", max_length=254, blank=True)
-    password_sealed = models.TextField(blank=True, editable=False)
-    password_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
-    password_changed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
-    )
-    from_name = models.CharField("From/Reply-To display name", max_length=100, blank=True)
-    from_email = models.EmailField("From/Reply-To email", blank=True)
-    max_per_hour = models.PositiveIntegerField(
-        "Maximum number of emails sent per hour",
-        default=500,
-        validators=[MinValueValidator(1), MaxValueValidator(100_000)],
-    )
-    updated_at = models.DateTimeField(auto_now=True)
-    updated_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-
-    class Meta:
-        verbose_name = verbose_name_plural = "SMTP settings"
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(installation__isnull=False, district__isnull=True)
-                | Q(installation__isnull=True, district__isnull=False),
-                name="smtp_settings_belong_to_one_scope",
-            ),
-            models.CheckConstraint(condition=Q(port__gte=1, port__lte=65535), name="smtp_port_in_range"),
-            models.CheckConstraint(condition=Q(max_per_hour__gte=1), name="smtp_cap_positive"),
-        ]
-
-    def __str__(self) -> str:
-        return f"SMTP settings of {self.installation or self.district}"
-
-    @property
-    def destination(self) -> crypto.Destination:
-        return (self.host, self.port, self.transport, self.username)
-
-    @property
-    def has_password(self) -> bool:
-        return bool(self.password_sealed)
-
-    def password(self) -> str:
-        """The stored password for this destination ("" when none); raises CredentialsUnreadable."""
-        return crypto.unseal(self.password_sealed, self.destination) if self.password_sealed else ""
+Scope = Installation | District
 
 
-class SettingsChange(models.Model):
-    """Audit row: who changed which fields of a scope's mail settings, and when (never a secret value)."""
-
-    installation = models.ForeignKey(
-        Installation, null=True, blank=True, on_delete=models.CASCADE, related_name="settings_changes"
-    )
-    district = models.ForeignKey(District, null=True, blank=True, on_delete=models.CASCADE, related_name="settings_changes")
-    changed_at = models.DateTimeField(auto_now_add=True)
-    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    summary = models.JSONField(help_text="Field label -> what happened (new value, or set/changed/cleared).")
-
-    class Meta:
-        ordering = ["-changed_at", "-id"]
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(installation__isnull=False, district__isnull=True)
-                | Q(installation__isnull=True, district__isnull=False),
-                name="settings_change_belongs_to_one_scope",
-            ),
-        ]
+def scope_kwargs(scope: Scope) -> dict[str, Scope]:
+    """The filter that selects rows belonging to `scope` (settings, audit, tests)."""
+    return {"installation": scope} if isinstance(scope, Installation) else {"district": scope}
