@@ -88,14 +88,14 @@ class SettingsChange(models.Model):
     changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     summary = models.JSONField(help_text="Field label -> what happened (new value, or set/changed/cleared).")
 
-    def __str__(self) -> str:
-        return f"{self.changed_by} changed {', '.join(self.summary)}"
-
     class Meta:
         ordering = ["-changed_at", "-id"]
         constraints = [
             models.CheckConstraint(condition=ONE_SCOPE, name="settings_change_belongs_to_one_scope"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.changed_by} changed {', '.join(self.summary)}"
 
 
 class TestKind(models.TextChoices):
