@@ -1,9 +1,11 @@
 """Reads: scopes, effective settings, history."""
 
+from dataclasses import dataclass
+
 from django.conf import settings as django_settings
 
 from settings_app.mail.config import SmtpConfig, Transport
-from settings_app.models import Installation, SmtpSettings
+from settings_app.models import District, Installation, MailSource, Scope, SmtpSettings, scope_kwargs
 
 
 def smtp_config(
@@ -34,3 +36,30 @@ def stored_smtp_config(row: SmtpSettings, installation: Installation) -> SmtpCon
         username=row.username,
         password=row.password(),
     )
+
+
+@dataclass(frozen=True)
+class Effective:
+    """The settings a district sends through, and where they come from."""
+
+    source: MailSource
+    settings: SmtpSettings | None
+
+    @property
+    def configured(self) -> bool:
+        return self.settings is not None
+
+    @property
+    def paused(self) -> bool:
+        return self.settings is not None and self.settings.paused_at is not None
+
+
+def scope_settings(scope: Scope) -> SmtpSettings | None:
+    return SmtpSettings.objects.filter(**scope_kwargs(scope)).first()
+
+
+def effective_settings(district: District) -> Effective:
+    """The district's own settings, or the consortium's when the district uses them."""
+    if district.mail_source == MailSource.OWN:
+        return Effective(MailSource.OWN, scope_settings(district))
+    return Effective(MailSource.CONSORTIUM, scope_settings(district.installation))

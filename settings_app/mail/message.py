@@ -55,9 +55,18 @@ def check_sender(name: str, addr: str, *, domain: str) -> None:
         message_id=new_message_id(domain),
     )
     parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
-    expected = {"subject", "from", "to", "reply-to", "date", "message-id", "content-type",
-                "content-transfer-encoding", "mime-version"}
-    if {key.lower() for key in parsed.keys()} != expected:
+    expected = {
+        "subject",
+        "from",
+        "to",
+        "reply-to",
+        "date",
+        "message-id",
+        "content-type",
+        "content-transfer-encoding",
+        "mime-version",
+    }
+    if {key.lower() for key in parsed} != expected:
         raise ValueError("the value would add or break a header")
     (address,) = parsed["From"].addresses
     if (address.display_name, address.addr_spec) != (name, addr):

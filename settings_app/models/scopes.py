@@ -27,6 +27,11 @@ class Installation(models.Model):
         blank=True,
         help_text="Self-hosted only: private networks (CIDR, one per line) that mail servers may be on.",
     )
+    divert_all_to = models.EmailField(
+        "Divert all mail to",
+        blank=True,
+        help_text="Test installations: every message goes to this address instead, naming its real recipient.",
+    )
     ca_bundle = models.TextField(
         "CA bundle",
         blank=True,

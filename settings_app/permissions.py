@@ -1,0 +1,59 @@
+"""Who may see and change what. Roles are read on every request, so a removed role takes effect at once.
+
+Access helpers raise Http404 for a scope the user may not see, so ids of other scopes reveal nothing.
+"""
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+
+from settings_app.models import District, Installation, Role, RoleKind, School
+
+User = AbstractBaseUser | AnonymousUser
+
+
+def _roles(user: User) -> QuerySet[Role]:
+    if not user.is_authenticated or not user.is_active:
+        return Role.objects.none()
+    return Role.objects.filter(user_id=user.pk)
+
+
+def is_super_admin(user: User) -> bool:
+    return _roles(user).filter(kind=RoleKind.SUPER_ADMIN).exists()
+
+
+def administered_districts(user: User) -> QuerySet[District]:
+    """Districts whose settings and delivery log the user may manage."""
+    if is_super_admin(user):
+        return District.objects.all()
+    return District.objects.filter(roles__in=_roles(user).filter(kind=RoleKind.DISTRICT_ADMIN)).distinct()
+
+
+def staffed_schools(user: User) -> QuerySet[School]:
+    """Schools the user may send notices for: their own as staff, and every school they administer."""
+    if is_super_admin(user):
+        return School.objects.all()
+    roles = _roles(user)
+    return School.objects.filter(
+        roles__in=roles.filter(kind=RoleKind.LIBRARY_STAFF)
+    ).distinct() | School.objects.filter(district__in=administered_districts(user))
+
+
+def get_installation_for_user(user: User) -> Installation:
+    if not is_super_admin(user):
+        raise Http404
+    return get_object_or_404(Installation, id=1)
+
+
+def get_district_for_user(user: User, slug: str) -> District:
+    return get_object_or_404(administered_districts(user).select_related("installation"), slug=slug)
+
+
+def get_school_for_user(user: User, slug: str) -> School:
+    return get_object_or_404(staffed_schools(user).select_related("district__installation"), slug=slug)
+
+
+def require_any_role(user: User) -> None:
+    if not _roles(user).exists():
+        raise Http404
