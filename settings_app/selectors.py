@@ -1,11 +1,21 @@
 """Reads: scopes, effective settings, history."""
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings as django_settings
 
+from settings_app.crypto import CredentialsUnreadable
 from settings_app.mail.config import SmtpConfig, Transport
-from settings_app.models import District, Installation, MailSource, Scope, SmtpSettings, scope_kwargs
+from settings_app.models import (
+    District,
+    Installation,
+    MailSource,
+    Scope,
+    SettingsChange,
+    SmtpSettings,
+    scope_kwargs,
+)
 
 
 def smtp_config(
@@ -63,3 +73,47 @@ def effective_settings(district: District) -> Effective:
     if district.mail_source == MailSource.OWN:
         return Effective(MailSource.OWN, scope_settings(district))
     return Effective(MailSource.CONSORTIUM, scope_settings(district.installation))
+
+
+@dataclass(frozen=True)
+class PasswordStatus:
+    state: str  # "none", "set" or "unreadable"
+    changed_at: datetime | None = None
+    changed_by: str = ""
+
+
+def password_status(row: SmtpSettings | None) -> PasswordStatus:
+    """Whether a usable password is stored, without ever returning it."""
+    if row is None or not row.has_password:
+        return PasswordStatus("none")
+    by = row.password_changed_by.get_username() if row.password_changed_by else ""
+    try:
+        row.password()
+    except CredentialsUnreadable:
+        return PasswordStatus("unreadable", row.password_changed_at, by)
+    return PasswordStatus("set", row.password_changed_at, by)
+
+
+def settings_history(scope: Scope, limit: int = 10) -> list[SettingsChange]:
+    return list(SettingsChange.objects.filter(**scope_kwargs(scope)).select_related("changed_by")[:limit])
+
+
+@dataclass(frozen=True)
+class DistrictStatus:
+    district: District
+    effective: Effective
+
+
+def district_statuses(installation: Installation) -> list[DistrictStatus]:
+    """Every district with the settings it sends through, in two queries."""
+    consortium = scope_settings(installation)
+    districts = District.objects.filter(installation=installation).select_related("smtp_settings")
+    return [
+        DistrictStatus(
+            district,
+            Effective(MailSource.OWN, getattr(district, "smtp_settings", None))
+            if district.mail_source == MailSource.OWN
+            else Effective(MailSource.CONSORTIUM, consortium),
+        )
+        for district in districts
+    ]

@@ -67,6 +67,13 @@ class SmtpSettings(models.Model):
         return (self.host, self.port, self.transport, self.username)
 
     @property
+    def health(self) -> str:
+        """working, failing, not_tested or paused: the badge shown wherever the settings are listed."""
+        if self.paused_at:
+            return "paused"
+        return {True: "working", False: "failing", None: "not_tested"}[self.last_test_ok]
+
+    @property
     def has_password(self) -> bool:
         return bool(self.password_sealed)
 

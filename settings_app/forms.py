@@ -1,0 +1,232 @@
+"""Input shaping and validation for the settings pages. Forms validate; services write."""
+
+import ipaddress
+import re
+import unicodedata
+
+from cryptography import x509
+from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+from settings_app.mail.config import Transport
+from settings_app.mail.message import check_sender
+from settings_app.models import HostingMode, Installation, MailSource, SmtpSettings
+
+# Control, format, separator, surrogate and unassigned characters: none belongs in a header or a host name.
+_FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_NAME_FORBIDDEN = set('<>"@')
+
+
+def validate_printable(value: str) -> None:
+    """Refuse CR, LF, NUL, U+2028/2029/0085 and every other control or invisible format character."""
+    bad = sorted({ch for ch in value if unicodedata.category(ch) in _FORBIDDEN_CATEGORIES})
+    if bad:
+        raise ValidationError(
+            "Remove the control or invisible characters (%(chars)s).",
+            code="control_characters",
+            params={"chars": ", ".join(f"U+{ord(ch):04X}" for ch in bad)},
+        )
+
+
+def validate_display_name(value: str) -> None:
+    validate_printable(value)
+    if _NAME_FORBIDDEN & set(value):
+        raise ValidationError('A display name cannot contain < > " or @.', code="name_characters")
+
+
+def normalise_host(value: str, *, hosted: bool) -> str:
+    """The server address as an IDNA, lower-case name without trailing dot, or a canonical IP (self-hosted)."""
+    validate_printable(value)
+    value = value.strip()
+    if "://" in value or re.search(r"[\s/\\@]", value):
+        raise ValidationError(
+            "Enter only the server's name (for example smtp.myschool.edu): no scheme, path, user or spaces.",
+            code="host_syntax",
+        )
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return _normalise_name(value, hosted=hosted)
+    if hosted:
+        raise ValidationError(
+            "Hosted installations need a fully qualified domain name, not an IP address.", code="host_ip"
+        )
+    return str(address)
+
+
+def _normalise_name(value: str, *, hosted: bool) -> str:
+    if ":" in value:
+        raise ValidationError("Enter the port in the Port field, not after the server name.", code="host_port")
+    try:
+        name = value.rstrip(".").encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise ValidationError("This is not a valid server name.", code="host_syntax") from exc
+    labels = name.split(".")
+    if len(name) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise ValidationError("This is not a valid server name.", code="host_syntax")
+    if labels[-1].isdigit() or labels[-1].startswith("0x"):
+        raise ValidationError(
+            "This looks like a numeric address. Use the server's name, or its address in dotted form.",
+            code="host_numeric",
+        )
+    if hosted and len(labels) < 2:
+        raise ValidationError(
+            "Enter a fully qualified domain name, for example smtp.myschool.edu.", code="host_not_fqdn"
+        )
+    return name
+
+
+class SmtpSettingsForm(forms.ModelForm):
+    password = forms.CharField(
+        label="Authentication password",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text="Leave blank to keep the stored password. Changing the server, port, transport or user ID "
+        "requires typing it again.",
+    )
+
+    class Meta:
+        model = SmtpSettings
+        fields = ["host", "port", "transport", "username", "password", "from_name", "from_email", "max_per_hour"]
+        widgets = {
+            "host": forms.TextInput(
+                attrs={"autocomplete": "off", "spellcheck": "false", "placeholder": "smtp.myschool.edu"}
+            ),
+            "username": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+            "from_email": forms.EmailInput(attrs={"placeholder": "library@myschool.edu"}),
+        }
+        help_texts = {
+            "port": "Plain: 25. SSL: 465. TLS: 587 (or 25). Left blank, the transport's usual port is used.",
+            "transport": "None sends in plain text. SSL encrypts from the first byte (implicit TLS). "
+            "TLS starts plain and upgrades with STARTTLS; it never falls back to plain text.",
+            "username": "Only if the mail server requires authentication.",
+            "from_name": "Optional, but if the email is set this must be too. Staff may enter their own when sending.",
+            "from_email": "Some mail servers reject messages without a return address. Optional, paired with the "
+            "display name.",
+            "max_per_hour": "Notices beyond this wait for the next hour; test emails count too.",
+        }
+
+    def __init__(self, *args, installation: Installation, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.installation = installation
+        self.fields["port"].required = False
+        self.fields["host"].help_text = (
+            "Hosted installations: a fully qualified domain name (for example smtp.myschool.edu), never an IP address."
+            if installation.hosted
+            else "An IP address is accepted, but a fully qualified domain name (for example smtp.myschool.edu) is "
+            "recommended."
+        )
+
+    def clean_host(self) -> str:
+        return normalise_host(self.cleaned_data["host"], hosted=self.installation.hosted)
+
+    def clean_username(self) -> str:
+        validate_printable(self.cleaned_data["username"])
+        return self.cleaned_data["username"].strip()
+
+    def clean_from_name(self) -> str:
+        validate_display_name(self.cleaned_data["from_name"])
+        return self.cleaned_data["from_name"].strip()
+
+    def clean_from_email(self) -> str:
+        validate_printable(self.cleaned_data["from_email"])
+        return self.cleaned_data["from_email"]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if cleaned.get("port") is None and cleaned.get("transport"):
+            cleaned["port"] = Transport(cleaned["transport"]).default_port
+        clean_sender_pair(self, "from_name", "from_email")
+        return cleaned
+
+
+def clean_sender_pair(form: forms.Form, name_field: str, email_field: str) -> None:
+    """The pair rule (both or neither), then a real message built from the pair must come out intact."""
+    if name_field in form.errors or email_field in form.errors:
+        return
+    name, addr = form.cleaned_data.get(name_field, ""), form.cleaned_data.get(email_field, "")
+    if bool(name) != bool(addr):
+        missing, present = (name_field, email_field) if addr else (email_field, name_field)
+        form.add_error(
+            missing,
+            ValidationError(
+                "Enter this too: %(present)s is set, and the two go together.",
+                code="pair",
+                params={"present": form.fields[present].label},
+            ),
+        )
+        return
+    if name:
+        try:
+            check_sender(name, addr, domain=settings.SMTP_EHLO_NAME)
+        except ValueError as exc:
+            form.add_error(
+                name_field, ValidationError("This name and email cannot form a valid sender.", code="sender")
+            )
+            form.add_error(email_field, ValidationError(str(exc), code="sender"))
+
+
+class MailSourceForm(forms.Form):
+    mail_source = forms.ChoiceField(label="Mail server", choices=MailSource.choices, widget=forms.RadioSelect)
+
+    def __init__(self, *args, consortium_available: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not consortium_available:
+            self.fields["mail_source"].choices = [(MailSource.OWN, MailSource.OWN.label)]
+            self.fields[
+                "mail_source"
+            ].help_text = "The consortium has no mail server set up, so districts use their own."
+
+
+class InstallationForm(forms.ModelForm):
+    class Meta:
+        model = Installation
+        fields = ["name", "hosting_mode", "ehlo_name", "divert_all_to", "allowed_networks", "ca_bundle"]
+        widgets = {
+            "allowed_networks": forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+            "ca_bundle": forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        }
+
+    def clean_ehlo_name(self) -> str:
+        value = self.cleaned_data["ehlo_name"]
+        return normalise_host(value, hosted=True) if value else ""
+
+    def clean_allowed_networks(self) -> str:
+        lines = self.cleaned_data["allowed_networks"].split()
+        try:
+            networks = [ipaddress.ip_network(line) for line in lines]
+        except ValueError as exc:
+            raise ValidationError(
+                "Enter networks in CIDR form, one per line: %(error)s", params={"error": exc}
+            ) from exc
+        return "\n".join(str(network) for network in networks)
+
+    def clean_ca_bundle(self) -> str:
+        pem = self.cleaned_data["ca_bundle"].strip()
+        if pem:
+            try:
+                x509.load_pem_x509_certificates(pem.encode())
+            except ValueError as exc:
+                raise ValidationError("Paste one or more PEM certificates (-----BEGIN CERTIFICATE-----).") from exc
+        return pem
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if cleaned.get("hosting_mode") == HostingMode.HOSTED and (
+            cleaned.get("allowed_networks") or cleaned.get("ca_bundle")
+        ):
+            self.add_error(
+                "hosting_mode",
+                ValidationError(
+                    "Private networks and a private CA are for self-hosted installations only.", code="hosted"
+                ),
+            )
+        return cleaned
+
+
+class TestEmailForm(forms.Form):
+    send_to = forms.EmailField(label="Send the test email to", validators=[validate_email])

@@ -1,0 +1,109 @@
+"""Writes: every change to settings goes through here, with its audit row."""
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+
+from settings_app import crypto
+from settings_app.models import (
+    District,
+    Installation,
+    MailSource,
+    Scope,
+    SettingsChange,
+    SmtpSettings,
+    scope_kwargs,
+)
+from settings_app.selectors import scope_settings
+
+# The audit names the password, never its value.
+CREDENTIAL = "Password"
+SETTINGS_FIELDS = ["host", "port", "transport", "username", "from_name", "from_email", "max_per_hour"]
+
+
+def _audit(scope: Scope, acting_user: AbstractBaseUser, summary: dict[str, str]) -> None:
+    if summary:
+        SettingsChange.objects.create(changed_by=acting_user, summary=summary, **scope_kwargs(scope))
+
+
+def _label(field: str) -> str:
+    return str(SmtpSettings._meta.get_field(field).verbose_name).capitalize()
+
+
+@sensitive_variables("password")
+def smtp_settings_save(
+    *, scope: Scope, values: dict[str, Any], password: str, acting_user: AbstractBaseUser
+) -> tuple[SmtpSettings, bool]:
+    """Save the scope's SMTP settings from validated values.
+
+    A typed password is sealed to the new destination. A blank one keeps the stored password only while host,
+    port, transport and user ID are unchanged; otherwise the stored one is cleared. Returns the row and whether
+    a stored password was cleared that way.
+    """
+    row = scope_settings(scope) or SmtpSettings(**scope_kwargs(scope))
+    old = {field: getattr(row, field) for field in SETTINGS_FIELDS} if row.pk else {}
+    old_destination = row.destination if row.pk else None
+    for field in SETTINGS_FIELDS:
+        setattr(row, field, values[field])
+    summary = {_label(f): str(getattr(row, f)) for f in SETTINGS_FIELDS if old.get(f) != getattr(row, f)}
+    moved = row.destination != old_destination
+    cleared_by_move = False
+    if password:
+        summary[CREDENTIAL] = "changed" if row.password_sealed else "set"
+        _set_password(row, password, acting_user)
+    elif row.password_sealed and moved:
+        summary[CREDENTIAL] = "cleared (server or user ID changed)"
+        _set_password(row, "", acting_user)
+        cleared_by_move = True
+    if moved:
+        row.last_test_ok, row.last_test_at, row.last_test_by, row.last_test_category = None, None, None, ""
+    row.updated_by = acting_user
+    with transaction.atomic():
+        row.save()
+        _audit(scope, acting_user, summary)
+    return row, cleared_by_move
+
+
+@sensitive_variables("password")
+def _set_password(row: SmtpSettings, password: str, acting_user: AbstractBaseUser) -> None:
+    row.password_sealed = crypto.seal(password, row.destination) if password else ""
+    row.password_changed_at = timezone.now()
+    row.password_changed_by = acting_user
+
+
+def smtp_settings_clear_password(*, scope: Scope, acting_user: AbstractBaseUser) -> bool:
+    """Remove the stored password of the scope; returns False when there was none."""
+    row = scope_settings(scope)
+    if row is None or not row.password_sealed:
+        return False
+    _set_password(row, "", acting_user)
+    with transaction.atomic():
+        row.save(update_fields=["password_sealed", "password_changed_at", "password_changed_by", "updated_at"])
+        _audit(scope, acting_user, {CREDENTIAL: "cleared"})
+    return True
+
+
+def district_set_mail_source(*, district: District, source: str, acting_user: AbstractBaseUser) -> None:
+    """Switch a district between the consortium server and its own."""
+    if district.mail_source == source:
+        return
+    district.mail_source = source
+    with transaction.atomic():
+        district.save(update_fields=["mail_source"])
+        _audit(district, acting_user, {"Mail server": MailSource(source).label})
+
+
+def installation_update(*, installation: Installation, values: dict[str, Any], acting_user: AbstractBaseUser) -> None:
+    """Save the installation's own options (hosting mode, EHLO name, reach and trust settings)."""
+    summary = {}
+    for field, value in values.items():
+        if getattr(installation, field) != value:
+            label = str(Installation._meta.get_field(field).verbose_name).capitalize()
+            summary[label] = "updated" if field == "ca_bundle" else str(value)
+            setattr(installation, field, value)
+    with transaction.atomic():
+        installation.save()
+        _audit(installation, acting_user, summary)
