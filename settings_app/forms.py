@@ -96,6 +96,7 @@ class SmtpSettingsForm(forms.ModelForm):
             "host": forms.TextInput(
                 attrs={"autocomplete": "off", "spellcheck": "false", "placeholder": "smtp.myschool.edu"}
             ),
+            "port": forms.NumberInput(attrs={"min": 1, "max": 65535}),
             "username": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
             "from_email": forms.EmailInput(attrs={"placeholder": "library@myschool.edu"}),
         }

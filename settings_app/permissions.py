@@ -4,7 +4,7 @@ Access helpers raise Http404 for a scope the user may not see, so ids of other s
 """
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
@@ -34,10 +34,8 @@ def staffed_schools(user: User) -> QuerySet[School]:
     """Schools the user may send notices for: their own as staff, and every school they administer."""
     if is_super_admin(user):
         return School.objects.all()
-    roles = _roles(user)
-    return School.objects.filter(
-        roles__in=roles.filter(kind=RoleKind.LIBRARY_STAFF)
-    ).distinct() | School.objects.filter(district__in=administered_districts(user))
+    staff_roles = _roles(user).filter(kind=RoleKind.LIBRARY_STAFF)
+    return School.objects.filter(Q(roles__in=staff_roles) | Q(district__in=administered_districts(user))).distinct()
 
 
 def get_installation_for_user(user: User) -> Installation:

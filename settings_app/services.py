@@ -5,9 +5,11 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django.utils.text import capfirst
 from django.views.decorators.debug import sensitive_variables
 
 from settings_app import crypto
+from settings_app.mail.config import Transport
 from settings_app.models import (
     District,
     Installation,
@@ -30,7 +32,13 @@ def _audit(scope: Scope, acting_user: AbstractBaseUser, summary: dict[str, str])
 
 
 def _label(field: str) -> str:
-    return str(SmtpSettings._meta.get_field(field).verbose_name).capitalize()
+    return capfirst(SmtpSettings._meta.get_field(field).verbose_name)
+
+
+def _shown(field: str, value: Any) -> str:
+    if field == "transport":
+        return Transport(value).label
+    return str(value) if value != "" else "(blank)"
 
 
 @sensitive_variables("password")
@@ -48,7 +56,11 @@ def smtp_settings_save(
     old_destination = row.destination if row.pk else None
     for field in SETTINGS_FIELDS:
         setattr(row, field, values[field])
-    summary = {_label(f): str(getattr(row, f)) for f in SETTINGS_FIELDS if old.get(f) != getattr(row, f)}
+    summary = {
+        _label(field): _shown(field, new)
+        for field in SETTINGS_FIELDS
+        if old.get(field, "") != (new := getattr(row, field))
+    }
     moved = row.destination != old_destination
     cleared_by_move = False
     if password:
@@ -101,7 +113,7 @@ def installation_update(*, installation: Installation, values: dict[str, Any], a
     summary = {}
     for field, value in values.items():
         if getattr(installation, field) != value:
-            label = str(Installation._meta.get_field(field).verbose_name).capitalize()
+            label = capfirst(Installation._meta.get_field(field).verbose_name)
             summary[label] = "updated" if field == "ca_bundle" else str(value)
             setattr(installation, field, value)
     with transaction.atomic():

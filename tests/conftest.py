@@ -74,3 +74,35 @@ def north_staff(north):
 @pytest.fixture
 def no_role_user(installation):
     return factories.user("nobody")
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """Debian's Chromium: Playwright cannot download its own browser here."""
+    return {
+        **browser_type_launch_args,
+        "executable_path": "/usr/bin/chromium",
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }
+
+
+@pytest.fixture
+def login(live_server, page):
+    """Log `page` in as a user (fixture password "pw") through the real login form."""
+
+    def _login(user):
+        page.goto(f"{live_server.url}/login/")
+        page.get_by_label("Username").fill(user.username)
+        page.get_by_label("Password").fill("pw")
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_load_state()
+
+    return _login

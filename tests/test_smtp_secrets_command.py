@@ -1,0 +1,56 @@
+import pytest
+from cryptography.fernet import Fernet
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from settings_app import crypto
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def test_rotate_re_encrypts_under_the_new_key_so_the_old_key_can_be_removed(installation, settings, capsys):
+    old_key = settings.SMTP_ENCRYPTION_KEYS[0]
+    row = factories.smtp_settings(installation=installation, password="hunter2-secret")
+    before = row.password_sealed
+    new_key = Fernet.generate_key().decode()
+    settings.SMTP_ENCRYPTION_KEYS = [new_key, old_key]
+
+    call_command("smtp_secrets", "rotate")
+    call_command("smtp_secrets", "rotate")  # safe to run twice
+
+    row.refresh_from_db()
+    assert row.password_sealed != before
+    settings.SMTP_ENCRYPTION_KEYS = [new_key]
+    assert row.password() == "hunter2-secret"
+    assert "re-encrypted 1 password(s)" in capsys.readouterr().out
+
+
+def test_check_reports_unreadable_rows_and_exits_1(installation, north, settings, capsys):
+    factories.smtp_settings(installation=installation, password="consortium-secret")
+    settings.SMTP_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    factories.smtp_settings(district=north, password="north-secret")
+
+    with pytest.raises(CommandError) as excinfo:
+        call_command("smtp_secrets", "check")
+
+    assert excinfo.value.returncode == 1
+    err = capsys.readouterr().err
+    assert "SMTP settings of Test Consortium" in err
+    assert "North" not in err
+    assert "secret" not in err
+
+
+def test_check_passes_when_every_row_is_readable(installation, capsys):
+    factories.smtp_settings(installation=installation, password="hunter2-secret")
+    call_command("smtp_secrets", "check")
+    assert "1 readable, 0 unreadable" in capsys.readouterr().out
+
+
+def test_rotate_leaves_unreadable_rows_alone_and_says_so(installation, settings):
+    row = factories.smtp_settings(installation=installation, password="hunter2-secret")
+    settings.SMTP_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    with pytest.raises(CommandError):
+        call_command("smtp_secrets", "rotate")
+    row.refresh_from_db()
+    assert not crypto.readable(row.password_sealed)
