@@ -1,3 +1,13 @@
+from settings_app.models.circulation import Loan, Patron
+from settings_app.models.delivery import (
+    AttemptOutcome,
+    CapReservation,
+    DeliveryAttempt,
+    DeliveryState,
+    Notice,
+    NoticeKind,
+    NoticeStatus,
+)
 from settings_app.models.scopes import (
     District,
     HostingMode,
@@ -25,4 +35,16 @@ __all__ = [
     "SmtpTestRecord",
     "TestKind",
     "scope_kwargs",
+]
+
+__all__ += [
+    "AttemptOutcome",
+    "CapReservation",
+    "DeliveryAttempt",
+    "DeliveryState",
+    "Loan",
+    "Notice",
+    "NoticeKind",
+    "NoticeStatus",
+    "Patron",
 ]

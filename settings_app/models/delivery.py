@@ -1,0 +1,133 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from settings_app.models.circulation import Patron
+from settings_app.models.scopes import School
+from settings_app.models.smtp import SmtpSettings
+
+
+class NoticeKind(models.TextChoices):
+    OVERDUE = "overdue", "Overdue notice"
+    RESOURCE_LIST = "resource_list", "Resource List"
+
+
+class NoticeStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class Notice(models.Model):
+    """One message to one recipient, written in the same transaction as the staff action that asked for it.
+
+    Its Message-ID and Date are fixed here, so every attempt sends the same message.
+    """
+
+    kind = models.CharField(max_length=20, choices=NoticeKind)
+    status = models.CharField(max_length=10, choices=NoticeStatus, default=NoticeStatus.QUEUED)
+    school = models.ForeignKey(School, on_delete=models.CASCADE, related_name="notices")
+    patron = models.ForeignKey(Patron, null=True, blank=True, on_delete=models.SET_NULL, related_name="notices")
+    recipient_name = models.CharField(max_length=200, blank=True)
+    recipient_email = models.EmailField()
+    # The staff member's own From/Reply-To; blank means the configuration's.
+    sender_name = models.CharField(max_length=100, blank=True)
+    sender_email = models.EmailField(blank=True)
+    note = models.TextField(blank=True)
+    items = models.JSONField(default=list, help_text="The titles (and due dates) the message lists, as queued.")
+    message_id = models.CharField(max_length=255, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    queued_at = models.DateTimeField(default=timezone.now, help_text="Queued, or retried by an administrator.")
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(max_length=32, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    last_category = models.CharField(max_length=40, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    last_reply = models.CharField(max_length=500, blank=True)
+    smtp_settings = models.ForeignKey(
+        SmtpSettings, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="Used last."
+    )
+    # Times the message may have reached the server without us hearing so (lost after the final dot).
+    possible_duplicates = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["school", "next_attempt_at"],
+                condition=Q(status__in=["queued", "sending"]),
+                name="notice_pending",
+            ),
+            models.Index(fields=["school", "-created_at"], name="notice_log"),
+            models.Index(fields=["status", "-created_at"], name="notice_status"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="sending", lease_until__isnull=False) | ~Q(status="sending"),
+                name="sending_notice_has_lease",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.message_id}"
+
+
+class AttemptOutcome(models.TextChoices):
+    SENT = "sent", "Sent"
+    DEFERRED = "deferred", "Deferred (will retry)"
+    FAILED = "failed", "Failed"
+    PAUSED = "paused", "Waiting: configuration paused"
+    UNCONFIRMED = "unconfirmed", "Unconfirmed (will retry, possible duplicate)"
+
+
+class DeliveryAttempt(models.Model):
+    """One try at handing a notice to the mail server, with the server's reply (never a secret)."""
+
+    notice = models.ForeignKey(Notice, on_delete=models.CASCADE, related_name="attempts_log")
+    at = models.DateTimeField(default=timezone.now)
+    smtp_settings = models.ForeignKey(SmtpSettings, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    outcome = models.CharField(max_length=12, choices=AttemptOutcome)
+    category = models.CharField(max_length=40, blank=True)
+    reply_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    reply = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_outcome_display()} {self.reply_code or ''}".strip()
+
+
+class DeliveryState(models.Model):
+    """Delivery bookkeeping of one SMTP configuration: the row locked while reserving its hourly cap,
+    and the back-off after a server said it was busy (421)."""
+
+    smtp_settings = models.OneToOneField(SmtpSettings, on_delete=models.CASCADE, related_name="delivery_state")
+    not_before = models.DateTimeField(null=True, blank=True)
+    busy_streak = models.PositiveSmallIntegerField(default=0)
+    busy_reply = models.CharField(max_length=500, blank=True)
+
+    def __str__(self) -> str:
+        return f"Delivery state of {self.smtp_settings_id}"
+
+
+class CapReservation(models.Model):
+    """Slots of a configuration's hourly cap, used (or held) until `at`: sends, batches and test emails."""
+
+    smtp_settings = models.ForeignKey(SmtpSettings, on_delete=models.CASCADE, related_name="+")
+    count = models.PositiveIntegerField()
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["smtp_settings", "at"], name="cap_window")]
+
+    def __str__(self) -> str:
+        return f"{self.count} at {self.at:%H:%M:%S}"
