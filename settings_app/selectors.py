@@ -1,9 +1,11 @@
 """Reads: scopes, effective settings, history."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings as django_settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
 
 from settings_app.crypto import CredentialsUnreadable
 from settings_app.mail.config import SmtpConfig, Transport
@@ -14,6 +16,7 @@ from settings_app.models import (
     Scope,
     SettingsChange,
     SmtpSettings,
+    SmtpTestRecord,
     scope_kwargs,
 )
 
@@ -117,3 +120,7 @@ def district_statuses(installation: Installation) -> list[DistrictStatus]:
         )
         for district in districts
     ]
+
+
+def tests_in_the_last_minute(user: AbstractBaseUser) -> int:
+    return SmtpTestRecord.objects.filter(user=user, at__gte=timezone.now() - timedelta(minutes=1)).count()

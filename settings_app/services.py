@@ -1,5 +1,6 @@
 """Writes: every change to settings goes through here, with its audit row."""
 
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -9,7 +10,9 @@ from django.utils.text import capfirst
 from django.views.decorators.debug import sensitive_variables
 
 from settings_app import crypto
+from settings_app.crypto import Destination
 from settings_app.mail.config import Transport
+from settings_app.mail.diagnosis import Diagnosis
 from settings_app.models import (
     District,
     Installation,
@@ -17,12 +20,17 @@ from settings_app.models import (
     Scope,
     SettingsChange,
     SmtpSettings,
+    SmtpTestRecord,
+    TestKind,
+    describe_destination,
     scope_kwargs,
 )
 from settings_app.selectors import scope_settings
 
 # The audit names the password, never its value.
 CREDENTIAL = "Password"
+# How long a test's outcome still counts for the settings saved after it.
+RECENT_TEST = timedelta(minutes=10)
 SETTINGS_FIELDS = ["host", "port", "transport", "username", "from_name", "from_email", "max_per_hour"]
 
 
@@ -71,7 +79,7 @@ def smtp_settings_save(
         _set_password(row, "", acting_user)
         cleared_by_move = True
     if moved:
-        row.last_test_ok, row.last_test_at, row.last_test_by, row.last_test_category = None, None, None, ""
+        _carry_recent_test(row, scope, acting_user)
     row.updated_by = acting_user
     with transaction.atomic():
         row.save()
@@ -119,3 +127,48 @@ def installation_update(*, installation: Installation, values: dict[str, Any], a
     with transaction.atomic():
         installation.save()
         _audit(installation, acting_user, summary)
+
+
+def smtp_test_record(
+    *, scope: Scope, acting_user: AbstractBaseUser, kind: TestKind, destination: Destination, diagnosis: Diagnosis
+) -> None:
+    """Audit one Test Server / Test email; when it tested the saved destination, it sets the scope's health.
+
+    A good test of the saved destination also resumes delivery paused by a configuration problem.
+    """
+    SmtpTestRecord.objects.create(
+        user=acting_user,
+        kind=kind,
+        destination=describe_destination(*destination),
+        ok=diagnosis.ok,
+        category=diagnosis.category,
+        **scope_kwargs(scope),
+    )
+    row = scope_settings(scope)
+    if row is None or row.destination != destination:
+        return
+    row.last_test_ok, row.last_test_at, row.last_test_by = diagnosis.ok, timezone.now(), acting_user
+    row.last_test_category = diagnosis.category
+    fields = ["last_test_ok", "last_test_at", "last_test_by", "last_test_category"]
+    if diagnosis.ok and row.paused_at:
+        row.paused_at, row.pause_category, row.pause_detail = None, "", ""
+        fields += ["paused_at", "pause_category", "pause_detail"]
+    row.save(update_fields=fields)
+
+
+def _carry_recent_test(row: SmtpSettings, scope: Scope, acting_user: AbstractBaseUser) -> None:
+    """A destination tested just before it was saved keeps that test's outcome as its health."""
+    recent = (
+        SmtpTestRecord.objects.filter(
+            user=acting_user,
+            destination=row.destination_label,
+            at__gte=timezone.now() - RECENT_TEST,
+            **scope_kwargs(scope),
+        )
+        .order_by("-at")
+        .first()
+    )
+    row.last_test_ok = recent.ok if recent else None
+    row.last_test_at = recent.at if recent else None
+    row.last_test_by = acting_user if recent else None
+    row.last_test_category = recent.category if recent else ""

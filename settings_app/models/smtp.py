@@ -10,6 +10,12 @@ from settings_app.models.scopes import District, Installation
 ONE_SCOPE = Q(installation__isnull=False, district__isnull=True) | Q(installation__isnull=True, district__isnull=False)
 
 
+def describe_destination(host: str, port: int, transport: str, username: str) -> str:
+    """How tests and their audit name a destination: user, server, port and transport (never a secret)."""
+    user = f"{username} at " if username else ""
+    return f"{user}{host}:{port} ({Transport(transport).label})"
+
+
 class SmtpSettings(models.Model):
     """The outgoing mail server of one scope: the installation or one district."""
 
@@ -65,6 +71,10 @@ class SmtpSettings(models.Model):
     @property
     def destination(self) -> crypto.Destination:
         return (self.host, self.port, self.transport, self.username)
+
+    @property
+    def destination_label(self) -> str:
+        return describe_destination(*self.destination)
 
     @property
     def health(self) -> str:

@@ -1,15 +1,18 @@
 """The Setup pages: the installation's Options tab and each district's District Options tab."""
 
+import time
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
-from settings_app import permissions, selectors, services
-from settings_app.forms import InstallationForm, MailSourceForm, SmtpSettingsForm
+from settings_app import crypto, permissions, selectors, services
+from settings_app.crypto import Destination
+from settings_app.forms import InstallationForm, MailSourceForm, SmtpSettingsForm, TestEmailForm
 from settings_app.models import District, Installation, MailSource, Scope, SmtpSettings, scope_kwargs
 
 
@@ -38,7 +41,40 @@ def setup_index(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _scope(request: HttpRequest, slug: str | None) -> Scope:
+PENDING_SESSION_KEY = "pending_smtp_password"  # noqa: S105 - a session key, not a secret
+PENDING_SECONDS = 600
+
+
+def _scope_key(scope: Scope) -> str:
+    return f"{scope._meta.model_name}:{scope.pk}"
+
+
+@sensitive_variables("password")
+def keep_pending_password(request: HttpRequest, scope: Scope, destination: Destination, password: str) -> None:
+    """Without JavaScript a typed password cannot stay in the field: keep it sealed in the session for Save."""
+    request.session[PENDING_SESSION_KEY] = {
+        "scope": _scope_key(scope),
+        "sealed": crypto.seal(password, destination),
+        "until": time.time() + PENDING_SECONDS,
+    }
+
+
+def pending_password(request: HttpRequest, scope: Scope, destination: Destination) -> str:
+    """The password a test of this scope and destination kept in the last ten minutes, or ""."""
+    pending = request.session.get(PENDING_SESSION_KEY)
+    if not pending or pending["scope"] != _scope_key(scope) or pending["until"] < time.time():
+        return ""
+    try:
+        return crypto.unseal(pending["sealed"], destination)
+    except crypto.CredentialsUnreadable:
+        return ""
+
+
+def form_destination(data: dict) -> Destination:
+    return (data["host"], data["port"], data["transport"], data["username"])
+
+
+def scope_for(request: HttpRequest, slug: str | None) -> Scope:
     if slug is None:
         return permissions.get_installation_for_user(request.user)
     return permissions.get_district_for_user(request.user, slug)
@@ -50,49 +86,69 @@ def _options_url(scope: Scope) -> str:
     return reverse("installation_options")
 
 
-def _installation(scope: Scope) -> Installation:
+def _test_urls(scope: Scope) -> dict[str, str]:
+    if isinstance(scope, District):
+        kwargs = {"slug": scope.slug}
+        return {
+            "test_server_url": reverse("district_test_server", kwargs=kwargs),
+            "test_email_url": reverse("district_test_email", kwargs=kwargs),
+        }
+    return {
+        "test_server_url": reverse("installation_test_server"),
+        "test_email_url": reverse("installation_test_email"),
+    }
+
+
+def installation_of(scope: Scope) -> Installation:
     return scope if isinstance(scope, Installation) else scope.installation
 
 
-def _smtp_form(request: HttpRequest, scope: Scope, row: SmtpSettings | None) -> SmtpSettingsForm:
+def smtp_form(request: HttpRequest, scope: Scope, row: SmtpSettings | None, *, bound: bool = True) -> SmtpSettingsForm:
     instance = row or SmtpSettings(**scope_kwargs(scope))
-    data = request.POST if request.method == "POST" else None
-    return SmtpSettingsForm(data, instance=instance, installation=_installation(scope), prefix="smtp")
+    data = request.POST if bound and request.method == "POST" else None
+    return SmtpSettingsForm(data, instance=instance, installation=installation_of(scope), prefix="smtp")
 
 
-def _page(request: HttpRequest, scope: Scope, **forms) -> HttpResponse:
+def page(request: HttpRequest, scope: Scope, *, status: int = 200, **given) -> HttpResponse:
+    """The Options or District Options tab, with any bound forms and test result passed in `given`."""
     row = selectors.scope_settings(scope)
     context = {
         "scope": scope,
         "row": row,
-        "smtp_form": forms.get("smtp_form") or _smtp_form(request, scope, row),
         "password": selectors.password_status(row),
         "history": selectors.settings_history(scope),
         "options_url": _options_url(scope),
+        **_test_urls(scope),
+        **given,
     }
+    context.setdefault("smtp_form", smtp_form(request, scope, row, bound=False))
+    context["email_form"] = given.get("email_form") or TestEmailForm(
+        prefix="test", initial={"send_to": getattr(request.user, "email", "")}
+    )
     if isinstance(scope, Installation):
-        context["installation_form"] = forms.get("installation_form") or InstallationForm(instance=scope)
+        context.setdefault("installation_form", InstallationForm(instance=scope))
         context["districts"] = selectors.district_statuses(scope)
-        return render(request, "settings_app/installation_options.html", context)
+        return render(request, "settings_app/installation_options.html", context, status=status)
     consortium = selectors.scope_settings(scope.installation)
     context["effective"] = selectors.effective_settings(scope)
-    context["source_form"] = forms.get("source_form") or MailSourceForm(
-        initial={"mail_source": scope.mail_source}, consortium_available=consortium is not None
+    context.setdefault(
+        "source_form",
+        MailSourceForm(initial={"mail_source": scope.mail_source}, consortium_available=consortium is not None),
     )
-    return render(request, "settings_app/district_options.html", context)
+    return render(request, "settings_app/district_options.html", context, status=status)
 
 
 @sensitive_post_parameters("smtp-password")
 def options(request: HttpRequest, slug: str | None = None) -> HttpResponse:
     """Show and save a scope's SMTP settings."""
-    scope = _scope(request, slug)
+    scope = scope_for(request, slug)
     if request.method != "POST":
-        return _page(request, scope)
+        return page(request, scope)
     if isinstance(scope, District):
         return _save_district(request, scope)
-    form = _smtp_form(request, scope, selectors.scope_settings(scope))
+    form = smtp_form(request, scope, selectors.scope_settings(scope))
     if not form.is_valid():
-        return _page(request, scope, smtp_form=form)
+        return page(request, scope, smtp_form=form)
     return _saved(request, scope, form)
 
 
@@ -100,24 +156,26 @@ def _save_district(request: HttpRequest, district: District) -> HttpResponse:
     consortium = selectors.scope_settings(district.installation)
     source_form = MailSourceForm(request.POST, consortium_available=consortium is not None)
     if not source_form.is_valid():
-        return _page(request, district, source_form=source_form)
+        return page(request, district, source_form=source_form)
     source = source_form.cleaned_data["mail_source"]
     if source == MailSource.CONSORTIUM:
         services.district_set_mail_source(district=district, source=source, acting_user=request.user)
         messages.success(request, "Saved: this district now sends through the consortium mail server.")
         return redirect(_options_url(district))
-    form = _smtp_form(request, district, selectors.scope_settings(district))
+    form = smtp_form(request, district, selectors.scope_settings(district))
     if not form.is_valid():
-        return _page(request, district, source_form=source_form, smtp_form=form)
+        return page(request, district, source_form=source_form, smtp_form=form)
     services.district_set_mail_source(district=district, source=source, acting_user=request.user)
     return _saved(request, district, form)
 
 
+@sensitive_variables("password")
 def _saved(request: HttpRequest, scope: Scope, form: SmtpSettingsForm) -> HttpResponse:
-    values = {field: form.cleaned_data[field] for field in services.SETTINGS_FIELDS}
-    _, cleared = services.smtp_settings_save(
-        scope=scope, values=values, password=form.cleaned_data["password"], acting_user=request.user
-    )
+    data = form.cleaned_data
+    values = {field: data[field] for field in services.SETTINGS_FIELDS}
+    password = data["password"] or pending_password(request, scope, form_destination(data))
+    _, cleared = services.smtp_settings_save(scope=scope, values=values, password=password, acting_user=request.user)
+    request.session.pop(PENDING_SESSION_KEY, None)
     messages.success(request, "SMTP settings saved.")
     if cleared:
         messages.warning(
@@ -130,7 +188,7 @@ def _saved(request: HttpRequest, scope: Scope, form: SmtpSettingsForm) -> HttpRe
 
 @require_POST
 def clear_password(request: HttpRequest, slug: str | None = None) -> HttpResponse:
-    scope = _scope(request, slug)
+    scope = scope_for(request, slug)
     if services.smtp_settings_clear_password(scope=scope, acting_user=request.user):
         messages.success(request, "The stored password was cleared.")
     return redirect(_options_url(scope))
@@ -142,7 +200,7 @@ def installation_general(request: HttpRequest) -> HttpResponse:
     installation = permissions.get_installation_for_user(request.user)
     form = InstallationForm(request.POST, instance=Installation.objects.get(pk=installation.pk))
     if not form.is_valid():
-        return _page(request, installation, installation_form=form)
+        return page(request, installation, installation_form=form)
     services.installation_update(installation=installation, values=form.cleaned_data, acting_user=request.user)
     messages.success(request, "Installation options saved.")
     return redirect("installation_options")

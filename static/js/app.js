@@ -31,5 +31,37 @@ document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("form.smtp-form").forEach((form) => {
     proposePorts(form);
     toggleOwnServer(form);
+    inlineTests(form);
   });
 });
+
+// Test Server / Test email run in place: the page, and the password typed into it, stay as they are.
+function inlineTests(form) {
+  const result = form.querySelector("#test-result");
+  if (!result) return;
+  form.addEventListener("submit", async (event) => {
+    const button = event.submitter;
+    if (!button || !button.hasAttribute("data-inline-test")) return;
+    event.preventDefault();
+    const buttons = form.querySelectorAll("[data-inline-test]");
+    buttons.forEach((b) => { b.disabled = true; });
+    result.setAttribute("aria-busy", "true");
+    result.innerHTML = '<p class="progress"><span class="spinner" aria-hidden="true"></span>Testing ' +
+      "— this can take up to 30 seconds…</p>";
+    try {
+      const response = await fetch(button.formAction, {
+        method: "POST",
+        body: new FormData(form, button),
+        headers: { "X-Requested-With": "fetch" },
+        credentials: "same-origin",
+      });
+      result.innerHTML = await response.text();
+    } catch (error) {
+      result.innerHTML = '<div class="verdict verdict-fail"><h3>The test could not run</h3>' +
+        "<p>The connection to Destiny Mail failed. Check your network and try again.</p></div>";
+    } finally {
+      buttons.forEach((b) => { b.disabled = false; });
+      result.removeAttribute("aria-busy");
+    }
+  });
+}

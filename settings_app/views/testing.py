@@ -1,0 +1,131 @@
+"""Test Server and Test email: the values on the form, tested now, saved or not."""
+
+from email.utils import parseaddr
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from django.views.decorators.http import require_POST
+
+from settings_app import crypto, selectors, services
+from settings_app.crypto import Destination
+from settings_app.forms import TestEmailForm
+from settings_app.mail import transport
+from settings_app.mail.config import SmtpConfig
+from settings_app.mail.diagnosis import Category, Diagnosis
+from settings_app.mail.message import build_message, format_address, new_message_id
+from settings_app.models import Scope, TestKind, describe_destination
+from settings_app.views.setup import (
+    form_destination,
+    installation_of,
+    keep_pending_password,
+    page,
+    pending_password,
+    scope_for,
+    smtp_form,
+)
+
+
+def _refused(destination: Destination, detail: str) -> Diagnosis:
+    return Diagnosis(
+        describe_destination(*destination), Category.PASSWORD_REQUIRED, steps=(), transcript=(), detail=detail
+    )
+
+
+@sensitive_variables("password")
+def _config(request: HttpRequest, scope: Scope, data: dict) -> SmtpConfig | Diagnosis:
+    """The connector configuration for the form's values; the stored password only for the saved destination."""
+    destination = form_destination(data)
+    password = data["password"] or pending_password(request, scope, destination)
+    if data["username"] and not password:
+        row = selectors.scope_settings(scope)
+        if row is None or not row.has_password:
+            return _refused(destination, "No password is stored: type it to test these settings.")
+        if row.destination != destination:
+            return _refused(
+                destination,
+                "The server, port, transport or user ID differ from the saved settings, so the stored password is "
+                "not sent there. Type the password to test these values.",
+            )
+        try:
+            password = row.password()
+        except crypto.CredentialsUnreadable:
+            return _refused(destination, "Credentials unreadable: enter the password again.")
+    host, port, transport_name, username = destination
+    return selectors.smtp_config(
+        installation=installation_of(scope),
+        host=host,
+        port=port,
+        transport=transport_name,
+        username=username,
+        password=password,
+    )
+
+
+def _test_message(request: HttpRequest, scope: Scope, config: SmtpConfig, data: dict, send_to: str):
+    """The fixed test message: it names the scope and the time; returns it with its envelope sender and a note."""
+    if data["from_email"]:
+        sender, note = format_address(data["from_name"], data["from_email"]), ""
+    else:
+        sender = settings.DEFAULT_FROM_EMAIL
+        note = f"From/Reply-To is blank, so the installation's default sender {sender} was used."
+    context = {"scope": scope, "user": request.user, "now": timezone.now(), "destination": config.destination}
+    message = build_message(
+        sender=sender,
+        reply_to=sender,
+        to=[send_to],
+        subject=render_to_string("mail/test_email_subject.txt", context).strip(),
+        text=render_to_string("mail/test_email.txt", context),
+        message_id=new_message_id(config.ehlo_name),
+    )
+    return message, parseaddr(sender)[1], note
+
+
+def _run(request: HttpRequest, scope: Scope, data: dict, send_to: str | None) -> tuple[Diagnosis, str]:
+    config = _config(request, scope, data)
+    if isinstance(config, Diagnosis):
+        return config, ""
+    if send_to is None:
+        return async_to_sync(transport.test_server)(config), ""
+    message, sender, note = _test_message(request, scope, config, data, send_to)
+    send = async_to_sync(transport.send_test_email)
+    return send(config, message=message, sender=sender, recipients=[send_to]), note
+
+
+@sensitive_post_parameters("smtp-password")
+@require_POST
+def test_connection(request: HttpRequest, kind: str, slug: str | None = None) -> HttpResponse:
+    """Run Test Server or Test email on the posted values and show the diagnosis."""
+    scope = scope_for(request, slug)
+    inline = request.headers.get("X-Requested-With") == "fetch"
+    if selectors.tests_in_the_last_minute(request.user) >= settings.SMTP_TESTS_PER_MINUTE:
+        return _show(
+            request, scope, inline, status=429, error="Too many tests in a minute: wait a moment, then try again."
+        )
+    form = smtp_form(request, scope, selectors.scope_settings(scope))
+    email_form = TestEmailForm(request.POST, prefix="test") if kind == TestKind.EMAIL else None
+    if not form.is_valid() or (email_form is not None and not email_form.is_valid()):
+        return _show(request, scope, inline, status=400, smtp_form=form, email_form=email_form)
+    data = form.cleaned_data
+    diagnosis, note = _run(request, scope, data, email_form.cleaned_data["send_to"] if email_form else None)
+    services.smtp_test_record(
+        scope=scope,
+        acting_user=request.user,
+        kind=TestKind(kind),
+        destination=form_destination(data),
+        diagnosis=diagnosis,
+    )
+    if data["password"] and not inline:
+        keep_pending_password(request, scope, form_destination(data), data["password"])
+    return _show(request, scope, inline, smtp_form=form, email_form=email_form, diagnosis=diagnosis, note=note)
+
+
+def _show(request: HttpRequest, scope: Scope, inline: bool, *, status: int = 200, **context) -> HttpResponse:
+    if inline:
+        return render(request, "settings_app/_test_result.html", context, status=status)
+    destination_typed = context.get("diagnosis") is not None and bool(request.POST.get("smtp-password"))
+    return page(request, scope, status=status, password_kept=destination_typed, **context)
