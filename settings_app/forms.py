@@ -3,6 +3,7 @@
 import ipaddress
 import re
 import unicodedata
+from typing import Any, cast
 
 from cryptography import x509
 from django import forms
@@ -137,15 +138,15 @@ class SmtpSettingsForm(forms.ModelForm):
         validate_printable(self.cleaned_data["from_email"])
         return self.cleaned_data["from_email"]
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = self.cleaned_data
         if cleaned.get("port") is None and cleaned.get("transport"):
             cleaned["port"] = Transport(cleaned["transport"]).default_port
         clean_sender_pair(self, "from_name", "from_email")
         return cleaned
 
 
-def clean_sender_pair(form: forms.Form, name_field: str, email_field: str) -> None:
+def clean_sender_pair(form: forms.BaseForm, name_field: str, email_field: str) -> None:
     """The pair rule (both or neither), then a real message built from the pair must come out intact."""
     if name_field in form.errors or email_field in form.errors:
         return
@@ -177,10 +178,9 @@ class MailSourceForm(forms.Form):
     def __init__(self, *args, consortium_available: bool, **kwargs):
         super().__init__(*args, **kwargs)
         if not consortium_available:
-            self.fields["mail_source"].choices = [(MailSource.OWN, MailSource.OWN.label)]
-            self.fields[
-                "mail_source"
-            ].help_text = "The consortium has no mail server set up, so districts use their own."
+            field = cast(forms.ChoiceField, self.fields["mail_source"])
+            field.choices = [(MailSource.OWN, MailSource.OWN.label)]
+            field.help_text = "The consortium has no mail server set up, so districts use their own."
 
 
 class InstallationForm(forms.ModelForm):
@@ -215,8 +215,8 @@ class InstallationForm(forms.ModelForm):
                 raise ValidationError("Paste one or more PEM certificates (-----BEGIN CERTIFICATE-----).") from exc
         return pem
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = self.cleaned_data
         if cleaned.get("hosting_mode") == HostingMode.HOSTED and (
             cleaned.get("allowed_networks") or cleaned.get("ca_bundle")
         ):

@@ -4,13 +4,20 @@ Access helpers raise Http404 for a scope the user may not see, so ids of other s
 """
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import User as AuthUser
 from django.db.models import Q, QuerySet
-from django.http import Http404
+from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 
 from settings_app.models import District, Installation, Role, RoleKind, School
 
 User = AbstractBaseUser | AnonymousUser
+
+
+class AuthenticatedRequest(HttpRequest):
+    """Every view but login sits behind LoginRequiredMiddleware, so its user is a real account."""
+
+    user: AuthUser  # type: ignore[assignment]
 
 
 def _roles(user: User) -> QuerySet[Role]:

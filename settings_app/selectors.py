@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings as django_settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from settings_app.crypto import CredentialsUnreadable
@@ -122,5 +122,5 @@ def district_statuses(installation: Installation) -> list[DistrictStatus]:
     ]
 
 
-def tests_in_the_last_minute(user: AbstractBaseUser) -> int:
+def tests_in_the_last_minute(user: User) -> int:
     return SmtpTestRecord.objects.filter(user=user, at__gte=timezone.now() - timedelta(minutes=1)).count()

@@ -3,7 +3,7 @@
 from datetime import timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import capfirst
@@ -34,13 +34,13 @@ RECENT_TEST = timedelta(minutes=10)
 SETTINGS_FIELDS = ["host", "port", "transport", "username", "from_name", "from_email", "max_per_hour"]
 
 
-def _audit(scope: Scope, acting_user: AbstractBaseUser, summary: dict[str, str]) -> None:
+def _audit(scope: Scope, acting_user: User, summary: dict[str, str]) -> None:
     if summary:
         SettingsChange.objects.create(changed_by=acting_user, summary=summary, **scope_kwargs(scope))
 
 
 def _label(field: str) -> str:
-    return capfirst(SmtpSettings._meta.get_field(field).verbose_name)
+    return capfirst(str(SmtpSettings._meta.get_field(field).verbose_name))  # type: ignore[union-attr]
 
 
 def _shown(field: str, value: Any) -> str:
@@ -51,7 +51,7 @@ def _shown(field: str, value: Any) -> str:
 
 @sensitive_variables("password")
 def smtp_settings_save(
-    *, scope: Scope, values: dict[str, Any], password: str, acting_user: AbstractBaseUser
+    *, scope: Scope, values: dict[str, Any], password: str, acting_user: User
 ) -> tuple[SmtpSettings, bool]:
     """Save the scope's SMTP settings from validated values.
 
@@ -88,13 +88,13 @@ def smtp_settings_save(
 
 
 @sensitive_variables("password")
-def _set_password(row: SmtpSettings, password: str, acting_user: AbstractBaseUser) -> None:
+def _set_password(row: SmtpSettings, password: str, acting_user: User) -> None:
     row.password_sealed = crypto.seal(password, row.destination) if password else ""
     row.password_changed_at = timezone.now()
     row.password_changed_by = acting_user
 
 
-def smtp_settings_clear_password(*, scope: Scope, acting_user: AbstractBaseUser) -> bool:
+def smtp_settings_clear_password(*, scope: Scope, acting_user: User) -> bool:
     """Remove the stored password of the scope; returns False when there was none."""
     row = scope_settings(scope)
     if row is None or not row.password_sealed:
@@ -106,7 +106,7 @@ def smtp_settings_clear_password(*, scope: Scope, acting_user: AbstractBaseUser)
     return True
 
 
-def district_set_mail_source(*, district: District, source: str, acting_user: AbstractBaseUser) -> None:
+def district_set_mail_source(*, district: District, source: str, acting_user: User) -> None:
     """Switch a district between the consortium server and its own."""
     if district.mail_source == source:
         return
@@ -116,12 +116,12 @@ def district_set_mail_source(*, district: District, source: str, acting_user: Ab
         _audit(district, acting_user, {"Mail server": MailSource(source).label})
 
 
-def installation_update(*, installation: Installation, values: dict[str, Any], acting_user: AbstractBaseUser) -> None:
+def installation_update(*, installation: Installation, values: dict[str, Any], acting_user: User) -> None:
     """Save the installation's own options (hosting mode, EHLO name, reach and trust settings)."""
-    summary = {}
+    summary: dict[str, str] = {}
     for field, value in values.items():
         if getattr(installation, field) != value:
-            label = capfirst(Installation._meta.get_field(field).verbose_name)
+            label = capfirst(str(Installation._meta.get_field(field).verbose_name))  # type: ignore[union-attr]
             summary[label] = "updated" if field == "ca_bundle" else str(value)
             setattr(installation, field, value)
     with transaction.atomic():
@@ -130,7 +130,7 @@ def installation_update(*, installation: Installation, values: dict[str, Any], a
 
 
 def smtp_test_record(
-    *, scope: Scope, acting_user: AbstractBaseUser, kind: TestKind, destination: Destination, diagnosis: Diagnosis
+    *, scope: Scope, acting_user: User, kind: TestKind, destination: Destination, diagnosis: Diagnosis
 ) -> None:
     """Audit one Test Server / Test email; when it tested the saved destination, it sets the scope's health.
 
@@ -156,7 +156,7 @@ def smtp_test_record(
     row.save(update_fields=fields)
 
 
-def _carry_recent_test(row: SmtpSettings, scope: Scope, acting_user: AbstractBaseUser) -> None:
+def _carry_recent_test(row: SmtpSettings, scope: Scope, acting_user: User) -> None:
     """A destination tested just before it was saved keeps that test's outcome as its health."""
     recent = (
         SmtpTestRecord.objects.filter(

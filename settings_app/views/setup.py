@@ -4,7 +4,7 @@ import time
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
@@ -14,9 +14,10 @@ from settings_app import crypto, permissions, selectors, services
 from settings_app.crypto import Destination
 from settings_app.forms import InstallationForm, MailSourceForm, SmtpSettingsForm, TestEmailForm
 from settings_app.models import District, Installation, MailSource, Scope, SmtpSettings, scope_kwargs
+from settings_app.permissions import AuthenticatedRequest
 
 
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: AuthenticatedRequest) -> HttpResponse:
     """Send each person to where their work is."""
     user = request.user
     if permissions.is_super_admin(user):
@@ -30,7 +31,7 @@ def home(request: HttpRequest) -> HttpResponse:
     raise PermissionDenied("Your account has no role in Destiny Mail yet. Ask your administrator for one.")
 
 
-def setup_index(request: HttpRequest) -> HttpResponse:
+def setup_index(request: AuthenticatedRequest) -> HttpResponse:
     districts = permissions.administered_districts(request.user)
     if not districts.exists() and not permissions.is_super_admin(request.user):
         raise PermissionDenied
@@ -50,7 +51,7 @@ def _scope_key(scope: Scope) -> str:
 
 
 @sensitive_variables("password")
-def keep_pending_password(request: HttpRequest, scope: Scope, destination: Destination, password: str) -> None:
+def keep_pending_password(request: AuthenticatedRequest, scope: Scope, destination: Destination, password: str) -> None:
     """Without JavaScript a typed password cannot stay in the field: keep it sealed in the session for Save."""
     request.session[PENDING_SESSION_KEY] = {
         "scope": _scope_key(scope),
@@ -59,7 +60,7 @@ def keep_pending_password(request: HttpRequest, scope: Scope, destination: Desti
     }
 
 
-def pending_password(request: HttpRequest, scope: Scope, destination: Destination) -> str:
+def pending_password(request: AuthenticatedRequest, scope: Scope, destination: Destination) -> str:
     """The password a test of this scope and destination kept in the last ten minutes, or ""."""
     pending = request.session.get(PENDING_SESSION_KEY)
     if not pending or pending["scope"] != _scope_key(scope) or pending["until"] < time.time():
@@ -74,7 +75,7 @@ def form_destination(data: dict) -> Destination:
     return (data["host"], data["port"], data["transport"], data["username"])
 
 
-def scope_for(request: HttpRequest, slug: str | None) -> Scope:
+def scope_for(request: AuthenticatedRequest, slug: str | None) -> Scope:
     if slug is None:
         return permissions.get_installation_for_user(request.user)
     return permissions.get_district_for_user(request.user, slug)
@@ -103,13 +104,15 @@ def installation_of(scope: Scope) -> Installation:
     return scope if isinstance(scope, Installation) else scope.installation
 
 
-def smtp_form(request: HttpRequest, scope: Scope, row: SmtpSettings | None, *, bound: bool = True) -> SmtpSettingsForm:
+def smtp_form(
+    request: AuthenticatedRequest, scope: Scope, row: SmtpSettings | None, *, bound: bool = True
+) -> SmtpSettingsForm:
     instance = row or SmtpSettings(**scope_kwargs(scope))
     data = request.POST if bound and request.method == "POST" else None
     return SmtpSettingsForm(data, instance=instance, installation=installation_of(scope), prefix="smtp")
 
 
-def page(request: HttpRequest, scope: Scope, *, status: int = 200, **given) -> HttpResponse:
+def page(request: AuthenticatedRequest, scope: Scope, *, status: int = 200, **given) -> HttpResponse:
     """The Options or District Options tab, with any bound forms and test result passed in `given`."""
     row = selectors.scope_settings(scope)
     context = {
@@ -139,7 +142,7 @@ def page(request: HttpRequest, scope: Scope, *, status: int = 200, **given) -> H
 
 
 @sensitive_post_parameters("smtp-password")
-def options(request: HttpRequest, slug: str | None = None) -> HttpResponse:
+def options(request: AuthenticatedRequest, slug: str | None = None) -> HttpResponse:
     """Show and save a scope's SMTP settings."""
     scope = scope_for(request, slug)
     if request.method != "POST":
@@ -152,7 +155,7 @@ def options(request: HttpRequest, slug: str | None = None) -> HttpResponse:
     return _saved(request, scope, form)
 
 
-def _save_district(request: HttpRequest, district: District) -> HttpResponse:
+def _save_district(request: AuthenticatedRequest, district: District) -> HttpResponse:
     consortium = selectors.scope_settings(district.installation)
     source_form = MailSourceForm(request.POST, consortium_available=consortium is not None)
     if not source_form.is_valid():
@@ -170,7 +173,7 @@ def _save_district(request: HttpRequest, district: District) -> HttpResponse:
 
 
 @sensitive_variables("password")
-def _saved(request: HttpRequest, scope: Scope, form: SmtpSettingsForm) -> HttpResponse:
+def _saved(request: AuthenticatedRequest, scope: Scope, form: SmtpSettingsForm) -> HttpResponse:
     data = form.cleaned_data
     values = {field: data[field] for field in services.SETTINGS_FIELDS}
     password = data["password"] or pending_password(request, scope, form_destination(data))
@@ -187,7 +190,7 @@ def _saved(request: HttpRequest, scope: Scope, form: SmtpSettingsForm) -> HttpRe
 
 
 @require_POST
-def clear_password(request: HttpRequest, slug: str | None = None) -> HttpResponse:
+def clear_password(request: AuthenticatedRequest, slug: str | None = None) -> HttpResponse:
     scope = scope_for(request, slug)
     if services.smtp_settings_clear_password(scope=scope, acting_user=request.user):
         messages.success(request, "The stored password was cleared.")
@@ -195,7 +198,7 @@ def clear_password(request: HttpRequest, slug: str | None = None) -> HttpRespons
 
 
 @require_POST
-def installation_general(request: HttpRequest) -> HttpResponse:
+def installation_general(request: AuthenticatedRequest) -> HttpResponse:
     """Save the installation's own options: name, hosting mode, EHLO name, reach and trust."""
     installation = permissions.get_installation_for_user(request.user)
     form = InstallationForm(request.POST, instance=Installation.objects.get(pk=installation.pk))

@@ -4,7 +4,7 @@ from email.utils import parseaddr
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -19,6 +19,7 @@ from settings_app.mail.config import SmtpConfig
 from settings_app.mail.diagnosis import Category, Diagnosis
 from settings_app.mail.message import build_message, format_address, new_message_id
 from settings_app.models import Scope, TestKind, describe_destination
+from settings_app.permissions import AuthenticatedRequest
 from settings_app.views.setup import (
     form_destination,
     installation_of,
@@ -37,7 +38,7 @@ def _refused(destination: Destination, detail: str) -> Diagnosis:
 
 
 @sensitive_variables("password")
-def _config(request: HttpRequest, scope: Scope, data: dict) -> SmtpConfig | Diagnosis:
+def _config(request: AuthenticatedRequest, scope: Scope, data: dict) -> SmtpConfig | Diagnosis:
     """The connector configuration for the form's values; the stored password only for the saved destination."""
     destination = form_destination(data)
     password = data["password"] or pending_password(request, scope, destination)
@@ -66,7 +67,7 @@ def _config(request: HttpRequest, scope: Scope, data: dict) -> SmtpConfig | Diag
     )
 
 
-def _test_message(request: HttpRequest, scope: Scope, config: SmtpConfig, data: dict, send_to: str):
+def _test_message(request: AuthenticatedRequest, scope: Scope, config: SmtpConfig, data: dict, send_to: str):
     """The fixed test message: it names the scope and the time; returns it with its envelope sender and a note."""
     if data["from_email"]:
         sender, note = format_address(data["from_name"], data["from_email"]), ""
@@ -85,7 +86,7 @@ def _test_message(request: HttpRequest, scope: Scope, config: SmtpConfig, data: 
     return message, parseaddr(sender)[1], note
 
 
-def _run(request: HttpRequest, scope: Scope, data: dict, send_to: str | None) -> tuple[Diagnosis, str]:
+def _run(request: AuthenticatedRequest, scope: Scope, data: dict, send_to: str | None) -> tuple[Diagnosis, str]:
     config = _config(request, scope, data)
     if isinstance(config, Diagnosis):
         return config, ""
@@ -98,7 +99,7 @@ def _run(request: HttpRequest, scope: Scope, data: dict, send_to: str | None) ->
 
 @sensitive_post_parameters("smtp-password")
 @require_POST
-def test_connection(request: HttpRequest, kind: str, slug: str | None = None) -> HttpResponse:
+def test_connection(request: AuthenticatedRequest, kind: str, slug: str | None = None) -> HttpResponse:
     """Run Test Server or Test email on the posted values and show the diagnosis."""
     scope = scope_for(request, slug)
     inline = request.headers.get("X-Requested-With") == "fetch"
@@ -124,7 +125,7 @@ def test_connection(request: HttpRequest, kind: str, slug: str | None = None) ->
     return _show(request, scope, inline, smtp_form=form, email_form=email_form, diagnosis=diagnosis, note=note)
 
 
-def _show(request: HttpRequest, scope: Scope, inline: bool, *, status: int = 200, **context) -> HttpResponse:
+def _show(request: AuthenticatedRequest, scope: Scope, inline: bool, *, status: int = 200, **context) -> HttpResponse:
     if inline:
         return render(request, "settings_app/_test_result.html", context, status=status)
     destination_typed = context.get("diagnosis") is not None and bool(request.POST.get("smtp-password"))
