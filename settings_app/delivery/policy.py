@@ -1,0 +1,136 @@
+"""What each delivery outcome means for a notice and for its configuration, and when to try again.
+
+Settings (seconds unless noted), each with a default:
+DELIVERY_RETRY_BASE (60) and DELIVERY_RETRY_MAX (3600): exponential back-off with jitter per notice;
+DELIVERY_GIVE_UP_AFTER (3 days): a notice still undelivered this long after it was queued fails with its reason;
+DELIVERY_BUSY_BASE (30) and DELIVERY_BUSY_MAX (1800): back-off of a whole configuration after a 421 or an
+unreachable server; DELIVERY_LEASE (120): how long a worker may hold claimed notices;
+DELIVERY_BATCH (500, notices): the size of a claim; DELIVERY_CAP_WINDOW (3600): the cap's rolling window.
+"""
+
+import random
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from django.conf import settings
+
+from settings_app.delivery.pipeline import Result, Stage
+from settings_app.mail.diagnosis import ADVICE, Category
+
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def _seconds(name: str, default: float) -> timedelta:
+    return timedelta(seconds=getattr(settings, name, default))
+
+
+def lease() -> timedelta:
+    return _seconds("DELIVERY_LEASE", 120)
+
+
+def batch_size() -> int:
+    return int(getattr(settings, "DELIVERY_BATCH", 500))
+
+
+def give_up_after() -> timedelta:
+    return _seconds("DELIVERY_GIVE_UP_AFTER", 3 * 24 * 3600)
+
+
+def _jittered(base: timedelta, ceiling: timedelta, exponent: int) -> timedelta:
+    delay = min(ceiling, base * 2 ** max(exponent, 0))
+    return delay * random.uniform(0.5, 1.0)  # noqa: S311 (jitter spreads retries; not a secret)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """How long a notice waits after its `attempts`-th temporary failure."""
+    return _jittered(_seconds("DELIVERY_RETRY_BASE", 60), _seconds("DELIVERY_RETRY_MAX", 3600), attempts - 1)
+
+
+def busy_delay(streak: int) -> timedelta:
+    """How long a whole configuration waits after its `streak`-th consecutive 421 or unreachable server."""
+    return _jittered(_seconds("DELIVERY_BUSY_BASE", 30), _seconds("DELIVERY_BUSY_MAX", 1800), streak - 1)
+
+
+def gives_up(created_at: datetime, now: datetime) -> bool:
+    return now - created_at >= give_up_after()
+
+
+class Action(StrEnum):
+    SENT = "sent"
+    RETRY = "retry"  # this notice later
+    BUSY = "busy"  # this notice later, and the whole configuration backs off
+    UNCONFIRMED = "unconfirmed"  # retried with the same Message-ID: may arrive twice
+    FAIL = "fail"  # this notice, permanently
+    PAUSE = "pause"  # the configuration is wrong: pause it, the notice waits
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    action: Action
+    category: str
+    reply: str  # "550 5.1.1 ..." as the server said it: untrusted text, escaped wherever shown
+    code: int | None = None
+
+    @property
+    def label(self) -> str:
+        return category_label(self.category)
+
+
+def category_label(category: str) -> str:
+    try:
+        return ADVICE[Category(category)].title
+    except ValueError:
+        return category
+
+
+def judge(result: Result) -> Verdict:
+    """Map what the server said about one message to what happens next."""
+    reply = f"{result.code} {result.reply}".strip() if result.code else result.reply
+    if result.accepted:
+        return Verdict(Action.SENT, "", reply, result.code)
+    if result.code is None:
+        return _without_reply(result, reply)
+    if result.code == 421:
+        return Verdict(Action.BUSY, Category.SERVER_BUSY, reply, 421)
+    if result.code < 500:
+        return Verdict(Action.RETRY, Category.TEMPORARY_FAILURE, reply, result.code)
+    return _permanent(result, reply)
+
+
+def _without_reply(result: Result, reply: str) -> Verdict:
+    if result.transmitted:
+        return Verdict(Action.UNCONFIRMED, Category.CONNECTION_LOST, reply)
+    if result.stage is Stage.RCPT:
+        return Verdict(Action.FAIL, Category.INVALID_ADDRESS, reply)
+    return Verdict(Action.RETRY, Category.CONNECTION_LOST, reply)
+
+
+def _permanent(result: Result, reply: str) -> Verdict:
+    code = result.code
+    enhanced = _ENHANCED.match(result.reply)
+    subject = enhanced.group(2) if enhanced else ""
+    text = result.reply.lower()
+    if code == 530 or (subject == "7" and enhanced and enhanced.group(3) == "0" and "auth" in text):
+        return Verdict(Action.PAUSE, Category.AUTH_REQUIRED, reply, code)
+    if result.stage is Stage.MAIL:
+        return Verdict(Action.PAUSE, Category.SENDER_REJECTED, reply, code)
+    if result.stage is Stage.RCPT:
+        if "relay" in text or (subject == "7" and "recipient" not in text):
+            return Verdict(Action.PAUSE, Category.RELAY_DENIED, reply, code)
+        return Verdict(Action.FAIL, Category.RECIPIENT_REJECTED, reply, code)
+    if subject == "7" and any(word in text for word in ("send as", "sendas", "sender", "permission")):
+        return Verdict(Action.PAUSE, Category.SENDER_REJECTED, reply, code)
+    return Verdict(Action.FAIL, Category.DATA_REJECTED, reply, code)
+
+
+def connection_verdict(category: str, detail: str) -> Verdict:
+    """What a failure to open the session means: configuration problems pause, the rest back off."""
+    try:
+        advice = ADVICE[Category(category)]
+    except ValueError:
+        return Verdict(Action.BUSY, category, detail)
+    if advice.configuration:
+        return Verdict(Action.PAUSE, category, detail)
+    return Verdict(Action.BUSY, category, detail)

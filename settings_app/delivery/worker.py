@@ -1,0 +1,417 @@
+"""The delivery worker: claim due notices of one SMTP configuration, send them over one connection, book in bulk.
+
+Many workers may serve one database. Each batch reserves slots of the configuration's hourly cap, claims due
+notices with SELECT ... FOR UPDATE SKIP LOCKED and a lease, writes them with the fast renderer and sends them
+through one pipelined SMTP session; the outcomes are written with a handful of bulk statements. A worker that
+dies leaves leased rows behind; once the lease expires any worker claims them again (counted as possible
+duplicates, since some may have reached the server). The sweep re-enqueues delivery for anything due.
+"""
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.db import transaction
+from django.db.models import Case, F, PositiveSmallIntegerField, Q, When
+from django.utils import timezone
+
+from settings_app import crypto
+from settings_app.delivery import cap, policy, render, schedule
+from settings_app.delivery.bulk import insert_rows
+from settings_app.delivery.connection import mail_session
+from settings_app.delivery.pipeline import Outgoing, PipelinedSender, Result, Stage
+from settings_app.delivery.policy import Action, Verdict
+from settings_app.mail.config import SmtpConfig
+from settings_app.mail.diagnosis import Category, SmtpProblem
+from settings_app.models import (
+    AttemptOutcome,
+    DeliveryAttempt,
+    DeliveryState,
+    District,
+    MailSource,
+    Notice,
+    NoticeStatus,
+    Patron,
+    School,
+    SmtpSettings,
+)
+from settings_app.selectors import stored_smtp_config
+
+logger = logging.getLogger(__name__)
+
+# A run hands over to a fresh task (and connection) after this long, so one configuration never hogs a worker.
+RUN_SECONDS = 20.0
+_NOTICE_FIELDS = (
+    "id",
+    "kind",
+    "school_id",
+    "patron_id",
+    "recipient_name",
+    "recipient_email",
+    "sender_name",
+    "sender_email",
+    "note",
+    "items",
+    "message_id",
+    "created_at",
+    "attempts",
+)
+_OUTCOMES = {
+    Action.SENT: AttemptOutcome.SENT,
+    Action.RETRY: AttemptOutcome.DEFERRED,
+    Action.BUSY: AttemptOutcome.DEFERRED,
+    Action.UNCONFIRMED: AttemptOutcome.UNCONFIRMED,
+    Action.FAIL: AttemptOutcome.FAILED,
+    Action.PAUSE: AttemptOutcome.PAUSED,
+}
+
+
+def due(now: datetime) -> Q:
+    """Notices a worker may claim now: queued and due, or left behind by a worker whose lease ran out."""
+    return Q(status=NoticeStatus.QUEUED, next_attempt_at__lte=now) | Q(status=NoticeStatus.SENDING, lease_until__lt=now)
+
+
+def served_districts(row: SmtpSettings) -> Iterable[District]:
+    """The districts whose effective settings are `row`."""
+    if row.district_id is not None:
+        district = row.district
+        return [district] if district is not None and district.mail_source == MailSource.OWN else []
+    return District.objects.filter(installation=row.installation, mail_source=MailSource.CONSORTIUM)
+
+
+@dataclass
+class Plan:
+    """What one run needs, read before any async code: the configuration, its schools and senders."""
+
+    settings_id: int
+    config: SmtpConfig
+    envelope_sender: str
+    default_sender: tuple[str, str]
+    divert_to: str
+    schools: dict[int, tuple[str, str]]  # id -> (school, district)
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
+    writer: render.NoticeWriter = field(default_factory=render.NoticeWriter)
+
+    @property
+    def school_ids(self) -> list[int]:
+        return list(self.schools)
+
+
+def _plan(settings_id: int) -> Plan | None:
+    row = SmtpSettings.objects.select_related("installation", "district__installation").filter(pk=settings_id).first()
+    if row is None or row.paused_at is not None:
+        return None
+    state = DeliveryState.objects.filter(smtp_settings=row).first()
+    if state and state.not_before and state.not_before > timezone.now():
+        schedule.deliver_later(row.pk, at=state.not_before)
+        return None
+    installation = row.installation or row.district.installation  # type: ignore[union-attr]
+    schools = {
+        pk: (name, district)
+        for pk, name, district in School.objects.filter(district__in=list(served_districts(row))).values_list(
+            "id", "name", "district__name"
+        )
+    }
+    if not schools:
+        return None
+    try:
+        config = stored_smtp_config(row, installation)
+    except crypto.CredentialsUnreadable as exc:
+        pause(row.pk, Category.PASSWORD_REQUIRED, f"{exc} Enter the password again and press Test Server.")
+        return None
+    fallback = render.default_sender()
+    default_sender = (row.from_name, row.from_email) if row.from_email else fallback
+    return Plan(
+        settings_id=row.pk,
+        config=config,
+        envelope_sender=render.ascii_address(row.from_email or fallback[1]),
+        default_sender=default_sender,
+        divert_to=installation.divert_all_to,
+        schools=schools,
+    )
+
+
+def pause(settings_id: int, category: str, detail: str) -> None:
+    """Stop delivery through a configuration until a successful Test Server clears the pause."""
+    updated = SmtpSettings.objects.filter(pk=settings_id, paused_at__isnull=True).update(
+        paused_at=timezone.now(), pause_category=category, pause_detail=detail[:500]
+    )
+    if updated:
+        logger.warning("Delivery paused for SMTP settings %s: %s", settings_id, category)
+
+
+@dataclass
+class Batch:
+    grant: cap.Grant
+    rows: dict[int, dict]
+    deadline: datetime
+    refused: list[Result] = field(default_factory=list)  # could not be written (an address SMTP cannot carry)
+
+    def outgoing(self, plan: "Plan") -> Iterator[Outgoing]:
+        """Each notice as bytes, written only when the sender asks for it (while it waits for the server)."""
+        for pk, row in self.rows.items():
+            try:
+                data = plan.writer.message(_letterhead(plan, row), _letter(row))
+                recipient = render.ascii_address(plan.divert_to or row["recipient_email"])
+            except ValueError as exc:
+                self.refused.append(Result(pk, False, Stage.RCPT, None, str(exc), False))
+                continue
+            yield Outgoing(pk, recipient, data)
+
+
+def _letterhead(plan: Plan, row: dict) -> render.Letterhead:
+    school, district = plan.schools[row["school_id"]]
+    name, email = (row["sender_name"], row["sender_email"]) if row["sender_email"] else plan.default_sender
+    return render.Letterhead(row["kind"], school, district, name, email, bool(plan.divert_to))
+
+
+def _letter(row: dict) -> render.Letter:
+    return render.Letter(
+        recipient_name=row["recipient_name"],
+        recipient_email=row["recipient_email"],
+        note=row["note"],
+        items=row["items"],
+        message_id=row["message_id"],
+        date=row["created_at"],
+    )
+
+
+def claim(plan: Plan) -> Batch | None:
+    """Reserve cap slots and lease that many due notices; None when there is nothing to do now."""
+    grant = cap.reserve(plan.settings_id, wanted=policy.batch_size(), hold=policy.lease())
+    if not grant.count:
+        if grant.next_free_at:
+            schedule.deliver_later(plan.settings_id, at=grant.next_free_at)
+        return None
+    now = timezone.now()
+    lease_until = now + policy.lease()
+    pending = Notice.objects.filter(due(now), school_id__in=plan.school_ids)
+    with transaction.atomic():
+        ids = list(
+            pending.order_by("next_attempt_at", "id")
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)[: grant.count]
+        )
+        Notice.objects.filter(id__in=ids).update(
+            status=NoticeStatus.SENDING,
+            lease_until=lease_until,
+            lease_token=plan.token,
+            # A lease that ran out may have left the message at the server: sending again may duplicate it.
+            possible_duplicates=Case(
+                When(status=NoticeStatus.SENDING, then=F("possible_duplicates") + 1),
+                default=F("possible_duplicates"),
+                output_field=PositiveSmallIntegerField(),
+            ),
+        )
+    if not ids:
+        cap.settle(grant, used=0)
+        return None
+    return Batch(grant, _rows(ids), deadline=lease_until)
+
+
+def _rows(ids: list[int]) -> dict[int, dict]:
+    return {row["id"]: row for row in Notice.objects.filter(id__in=ids).order_by("id").values(*_NOTICE_FIELDS)}
+
+
+def record(plan: Plan, batch: Batch, results: list[Result], *, broken: bool) -> None:
+    """Book a batch's outcomes in bulk; notices not attempted go back to the queue untouched."""
+    now = timezone.now()
+    verdicts = {result.key: policy.judge(result) for result in [*batch.refused, *results]}
+    with transaction.atomic():
+        resume_at = now
+        if broken or any(v.action is Action.BUSY for v in verdicts.values()):
+            resume_at = _back_off(plan.settings_id, now, verdicts)
+        elif verdicts:
+            DeliveryState.objects.filter(smtp_settings_id=plan.settings_id, busy_streak__gt=0).update(busy_streak=0)
+        owned = Notice.objects.filter(lease_token=plan.token, status=NoticeStatus.SENDING)
+        sent = [pk for pk, verdict in verdicts.items() if verdict.action is Action.SENT]
+        owned.filter(id__in=sent).update(
+            status=NoticeStatus.SENT,
+            sent_at=now,
+            attempts=F("attempts") + 1,
+            lease_until=None,
+            lease_token="",
+            last_category="",
+            last_error="",
+            last_reply="",
+            smtp_settings_id=plan.settings_id,
+        )
+        _book_others(plan, batch, verdicts, now, resume_at)
+        untouched = set(batch.rows) - set(verdicts)
+        owned.filter(id__in=untouched).update(
+            status=NoticeStatus.QUEUED, lease_until=None, lease_token="", next_attempt_at=resume_at
+        )
+        insert_rows(
+            DeliveryAttempt,
+            [
+                {
+                    "notice_id": pk,
+                    "at": now,
+                    "smtp_settings_id": plan.settings_id,
+                    "outcome": _OUTCOMES[verdict.action],
+                    "category": verdict.category,
+                    "reply_code": verdict.code,
+                    "reply": verdict.reply[:500],
+                }
+                for pk, verdict in verdicts.items()
+            ],
+        )
+        cap.settle(batch.grant, used=sum(result.transmitted for result in results))
+        _pause_if_needed(plan, verdicts)
+    if resume_at > now:
+        schedule.deliver_later(plan.settings_id, at=resume_at)
+
+
+def _back_off(settings_id: int, now: datetime, verdicts: dict[int, Verdict]) -> datetime:
+    """Hold the whole configuration back after a 421 or a lost server; returns when it may send again."""
+    state = cap.lock_state(settings_id)
+    state.busy_streak += 1
+    state.not_before = now + policy.busy_delay(state.busy_streak)
+    busy = next((v for v in verdicts.values() if v.action is Action.BUSY), None)
+    state.busy_reply = busy.reply[:500] if busy else "the connection was lost"
+    state.save(update_fields=["busy_streak", "not_before", "busy_reply"])
+    return state.not_before
+
+
+def _book_others(plan: Plan, batch: Batch, verdicts: dict[int, Verdict], now: datetime, resume_at: datetime) -> None:
+    """Every outcome but success: a few rows per batch, so one bulk_update."""
+    others = {pk: v for pk, v in verdicts.items() if v.action is not Action.SENT}
+    if not others:
+        return
+    notices = list(Notice.objects.filter(id__in=others, lease_token=plan.token, status=NoticeStatus.SENDING))
+    refused_patrons: dict[int, str] = {}
+    for notice in notices:
+        verdict = others[notice.pk]
+        _apply(notice, verdict, now, resume_at)
+        notice.smtp_settings_id = plan.settings_id
+        if verdict.category == Category.RECIPIENT_REJECTED and notice.patron_id:
+            refused_patrons[notice.patron_id] = verdict.reply[:500]
+    Notice.objects.bulk_update(
+        notices,
+        [
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "lease_until",
+            "lease_token",
+            "failed_at",
+            "last_category",
+            "last_error",
+            "last_reply",
+            "possible_duplicates",
+            "smtp_settings",
+        ],
+    )
+    for patron_id, reply in refused_patrons.items():
+        Patron.objects.filter(pk=patron_id).update(address_refused_at=now, address_refused_reply=reply)
+
+
+def _apply(notice: Notice, verdict: Verdict, now: datetime, resume_at: datetime) -> None:
+    notice.attempts += 1
+    notice.lease_until, notice.lease_token = None, ""
+    notice.last_category, notice.last_reply = verdict.category, verdict.reply[:500]
+    notice.last_error = verdict.label
+    notice.status = NoticeStatus.QUEUED
+    if verdict.action is Action.UNCONFIRMED:
+        notice.possible_duplicates += 1
+    if verdict.action is Action.PAUSE:
+        notice.next_attempt_at = now
+        return
+    if verdict.action is not Action.FAIL and policy.gives_up(notice.queued_at, now):
+        notice.last_error = f"Gave up after {notice.attempts} attempts: {verdict.label}"
+        verdict = Verdict(Action.FAIL, verdict.category, verdict.reply, verdict.code)
+    if verdict.action is Action.FAIL:
+        notice.status, notice.failed_at = NoticeStatus.FAILED, now
+        return
+    notice.next_attempt_at = max(now + policy.retry_delay(notice.attempts), resume_at)
+
+
+def _pause_if_needed(plan: Plan, verdicts: dict[int, Verdict]) -> None:
+    problem = next((v for v in verdicts.values() if v.action is Action.PAUSE), None)
+    if problem is not None:
+        pause(plan.settings_id, problem.category, f"{problem.label}. The server said: {problem.reply}")
+
+
+def connection_failed(plan: Plan, problem: SmtpProblem) -> None:
+    """The session could not be opened: pause for configuration problems, else back off the configuration."""
+    verdict = policy.connection_verdict(str(problem.category), problem.detail or problem.reply)
+    detail = f"{verdict.label}. {problem.detail} {problem.reply}".strip()
+    now = timezone.now()
+    if verdict.action is Action.PAUSE:
+        pause(plan.settings_id, verdict.category, detail)
+        return
+    with transaction.atomic():
+        resume_at = _back_off(plan.settings_id, now, {0: verdict})
+        Notice.objects.filter(due(now), school_id__in=plan.school_ids).filter(status=NoticeStatus.QUEUED).update(
+            last_category=verdict.category, last_error=detail[:500], next_attempt_at=resume_at
+        )
+        _give_up_waiting(plan, now, detail)
+    schedule.deliver_later(plan.settings_id, at=resume_at)
+
+
+def _give_up_waiting(plan: Plan, now: datetime, detail: str) -> None:
+    Notice.objects.filter(
+        status=NoticeStatus.QUEUED, school_id__in=plan.school_ids, queued_at__lte=now - policy.give_up_after()
+    ).update(status=NoticeStatus.FAILED, failed_at=now, last_error=f"Gave up: {detail}"[:500])
+
+
+def _stops_run(result: Result) -> bool:
+    return policy.judge(result).action is Action.PAUSE
+
+
+def release(plan: Plan, batch: Batch) -> None:
+    """Give a claimed batch back untouched (the session could not be opened)."""
+    Notice.objects.filter(id__in=batch.rows, lease_token=plan.token, status=NoticeStatus.SENDING).update(
+        status=NoticeStatus.QUEUED, lease_until=None, lease_token=""
+    )
+    cap.settle(batch.grant, used=0)
+
+
+async def _run(plan: Plan) -> None:
+    """Claim, send and book batches over one session until nothing is due, the cap is reached or time is up.
+
+    Batches alternate with their bookkeeping rather than overlapping it in a thread: the event loop waiting for
+    the GIL behind a busy ORM thread costs more than it saves. Writing the next message while the server
+    answers the current one is where the overlap is.
+    """
+    claim_next, book, give_back = sync_to_async(claim), sync_to_async(record), sync_to_async(release)
+    started = time.monotonic()
+    batch = await claim_next(plan)
+    if batch is None:
+        return
+    try:
+        async with mail_session(plan.config) as sender:
+            while batch is not None:
+                results = await _send(sender, plan, batch)
+                await book(plan, batch, results, broken=sender.broken)
+                if sender.broken or any(map(_stops_run, results)):
+                    return
+                if time.monotonic() - started > RUN_SECONDS:
+                    # More may be due: a fresh task (and connection) carries on, so others get a turn.
+                    await sync_to_async(schedule.deliver_later)(plan.settings_id, at=timezone.now())
+                    return
+                batch = await claim_next(plan)
+    except SmtpProblem as problem:
+        if batch is not None:
+            await give_back(plan, batch)
+        await sync_to_async(connection_failed)(plan, problem)
+
+
+async def _send(sender: PipelinedSender, plan: Plan, batch: Batch) -> list[Result]:
+    # Leave room for one reply timeout before the lease ends: no message goes out on an expired lease.
+    seconds_left = (batch.deadline - timezone.now()).total_seconds() - sender.timeout - 1
+    deadline = asyncio.get_running_loop().time() + seconds_left
+    return await sender.send(plan.envelope_sender, batch.outgoing(plan), stop=_stops_run, deadline=deadline)
+
+
+def deliver(settings_id: int) -> None:
+    """Send what is due through one configuration (the body of the `deliver` task)."""
+    plan = _plan(settings_id)
+    if plan is None or not Notice.objects.filter(due(timezone.now()), school_id__in=plan.school_ids).exists():
+        return
+    async_to_sync(_run)(plan)
