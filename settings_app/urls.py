@@ -1,7 +1,7 @@
 from django.urls import path
 
 from settings_app.models import TestKind
-from settings_app.views import setup, testing
+from settings_app.views import delivery_log, notices, setup, testing
 
 SERVER, EMAIL = {"kind": TestKind.SERVER}, {"kind": TestKind.EMAIL}
 
@@ -19,4 +19,11 @@ urlpatterns = [
         "setup/districts/<slug:slug>/options/test-server/", testing.test_connection, SERVER, name="district_test_server"
     ),
     path("setup/districts/<slug:slug>/options/test-email/", testing.test_connection, EMAIL, name="district_test_email"),
+    # Notices and delivery
+    path("schools/<slug:slug>/notices/", notices.school_notices, name="school_notices"),
+    path("schools/<slug:slug>/resource-list/", notices.resource_list, name="resource_list"),
+    path("delivery/", delivery_log.delivery_log, name="delivery_log"),
+    path("delivery/retry/", delivery_log.delivery_retry, name="delivery_retry"),
+    path("districts/<slug:slug>/delivery/", delivery_log.delivery_log, name="district_delivery_log"),
+    path("districts/<slug:slug>/delivery/retry/", delivery_log.delivery_retry, name="district_delivery_retry"),
 ]

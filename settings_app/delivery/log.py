@@ -1,0 +1,155 @@
+"""Reads for the notice pages and the delivery log."""
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from django.db.models import Count, Prefetch, QuerySet
+from django.utils import timezone
+
+from settings_app.delivery import cap, render
+from settings_app.delivery.queue import overdue_loans
+from settings_app.models import (
+    DeliveryAttempt,
+    District,
+    MailSource,
+    Notice,
+    NoticeStatus,
+    Patron,
+    School,
+    SmtpSettings,
+)
+from settings_app.selectors import effective_settings
+
+
+@dataclass(frozen=True, slots=True)
+class EmailStatus:
+    """Whether a school can send, through which configuration, and whether it is paused."""
+
+    row: SmtpSettings | None
+    using_consortium: bool
+
+    @property
+    def configured(self) -> bool:
+        return self.row is not None
+
+    @property
+    def paused(self) -> bool:
+        return self.row is not None and self.row.paused_at is not None
+
+    @property
+    def default_sender(self) -> str:
+        """The From/Reply-To used when staff leave theirs blank."""
+        if self.row is not None and self.row.from_email:
+            return f"{self.row.from_name} <{self.row.from_email}>"
+        name, address = render.default_sender()
+        return f"{name} <{address}>" if name else address
+
+
+def email_status(school: School) -> EmailStatus:
+    effective = effective_settings(school.district)
+    return EmailStatus(effective.settings, effective.source == MailSource.CONSORTIUM)
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueSummary:
+    patrons: Sequence[Patron]  # annotated with `overdue` (a count), for the patron list
+    items: int
+
+    @property
+    def reachable(self) -> int:
+        return sum(1 for patron in self.patrons if patron.email and not patron.address_refused)
+
+
+def overdue_summary(school: School, today: date | None = None) -> OverdueSummary:
+    """Patrons of the school with overdue items (including those whose address was refused, flagged)."""
+    today = today or timezone.localdate()
+    patrons = list(
+        Patron.objects.filter(school=school, loans__returned_on__isnull=True, loans__due_on__lt=today)
+        .annotate(overdue=Count("loans"))
+        .order_by("name", "id")
+    )
+    return OverdueSummary(patrons, sum(patron.overdue for patron in patrons))
+
+
+def first_overdue_preview(
+    school: School, status: EmailStatus, today: date | None = None
+) -> tuple[str, str, str] | None:
+    """Subject, text and HTML of the notice the first reachable patron would get (None when nobody would)."""
+    today = today or timezone.localdate()
+    loans = list(overdue_loans(school, today).select_related("patron").order_by("patron__name", "patron_id", "due_on"))
+    if not loans:
+        return None
+    patron = loans[0].patron
+    items = [{"title": loan.title, "due": loan.due_on.isoformat()} for loan in loans if loan.patron_id == patron.pk]
+    name, address = _sender(status)
+    letterhead = render.Letterhead(
+        "overdue", school.name, school.district.name, name, address, bool(school.district.installation.divert_all_to)
+    )
+    letter = render.Letter(patron.name, patron.email, "", items, "<preview@localhost>", timezone.now())
+    return render.render_full(letterhead, letter)
+
+
+def _sender(status: EmailStatus) -> tuple[str, str]:
+    if status.row is not None and status.row.from_email:
+        return status.row.from_name, status.row.from_email
+    return render.default_sender()
+
+
+def log_notices(
+    districts: QuerySet[District],
+    *,
+    status: str = "",
+    kind: str = "",
+    school: School | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> QuerySet[Notice]:
+    """Notices of the districts, newest first, filtered; attempts prefetched in order."""
+    notices = Notice.objects.filter(school__district__in=districts)
+    if status:
+        notices = notices.filter(status=status)
+    if kind:
+        notices = notices.filter(kind=kind)
+    if school is not None:
+        notices = notices.filter(school=school)
+    if since:
+        notices = notices.filter(created_at__date__gte=since)
+    if until:
+        notices = notices.filter(created_at__date__lte=until)
+    attempts = Prefetch("attempts_log", queryset=DeliveryAttempt.objects.order_by("at", "id"))
+    return notices.select_related("school__district").prefetch_related(attempts).order_by("-created_at", "-id")
+
+
+def status_counts(notices: QuerySet[Notice]) -> dict[str, int]:
+    counted = Counter(dict(notices.order_by().values_list("status").annotate(n=Count("id"))))
+    return {label: counted.get(value, 0) for value, label in NoticeStatus.choices}
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigurationStatus:
+    label: str
+    row: SmtpSettings
+    usage: cap.Usage
+    not_before: datetime | None
+    waiting: int
+
+
+def configuration_statuses(districts: QuerySet[District]) -> list[ConfigurationStatus]:
+    """Each configuration the districts send through: cap use this hour, pause, back-off, queued notices."""
+    rows: dict[int, tuple[SmtpSettings, list[District]]] = {}
+    for district in districts.select_related("installation"):
+        row = effective_settings(district).settings
+        if row is not None:
+            rows.setdefault(row.pk, (row, []))[1].append(district)
+    statuses = []
+    for row, served in rows.values():
+        label = "Consortium mail server" if row.installation_id else f"{served[0].name}'s mail server"
+        state = getattr(row, "delivery_state", None)
+        not_before = state.not_before if state and state.not_before and state.not_before > timezone.now() else None
+        waiting = Notice.objects.filter(
+            school__district__in=served, status__in=[NoticeStatus.QUEUED, NoticeStatus.SENDING]
+        ).count()
+        statuses.append(ConfigurationStatus(label, row, cap.usage(row), not_before, waiting))
+    return statuses

@@ -1,0 +1,61 @@
+"""Library staff pages: Send overdue notices, Email a Resource List. The school comes from the URL only."""
+
+from django.contrib import messages
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+
+from settings_app import permissions
+from settings_app.delivery import log, queue
+from settings_app.delivery.forms import ResourceListForm, SenderForm
+from settings_app.models import School
+from settings_app.permissions import AuthenticatedRequest
+
+
+def _form_data(request: AuthenticatedRequest, status: log.EmailStatus) -> dict | None:
+    return request.POST if request.method == "POST" and status.configured else None
+
+
+def _queued_message(request: AuthenticatedRequest, status: log.EmailStatus, text: str) -> None:
+    if status.paused:
+        text += " Sending is paused for now; they wait in the queue and go out once it resumes."
+    messages.success(request, text)
+
+
+def school_notices(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    """How many patrons have overdue items, a preview of one notice, and Send."""
+    school = permissions.get_school_for_user(request.user, slug)
+    status = log.email_status(school)
+    form = SenderForm(_form_data(request, status), default_sender=status.default_sender)
+    if form.is_bound and form.is_valid():
+        queued = queue.notices_queue_overdue(school=school, acting_user=request.user, **form.cleaned_data)
+        text = f"{queued.queued} overdue notice(s) queued."
+        if queued.already_waiting:
+            text += f" {queued.already_waiting} patron(s) already had a notice waiting and were skipped."
+        _queued_message(request, status, text)
+        return redirect("school_notices", slug=school.slug)
+    context = {**_page(request, school, status), "form": form, "summary": log.overdue_summary(school)}
+    context["preview"] = log.first_overdue_preview(school, status) if status.configured else None
+    return render(request, "notices/school_notices.html", context)
+
+
+def resource_list(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    """Email a Resource List: recipients, a note and the titles."""
+    school = permissions.get_school_for_user(request.user, slug)
+    status = log.email_status(school)
+    form = ResourceListForm(_form_data(request, status), default_sender=status.default_sender)
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        queued = queue.notices_queue_resource_list(school=school, acting_user=request.user, **data)
+        _queued_message(request, status, f"The Resource List was queued for {queued.queued} recipient(s).")
+        return redirect("resource_list", slug=school.slug)
+    return render(request, "notices/resource_list.html", {**_page(request, school, status), "form": form})
+
+
+def _page(request: AuthenticatedRequest, school: School, status: log.EmailStatus) -> dict:
+    districts = permissions.administered_districts(request.user)
+    return {
+        "school": school,
+        "status": status,
+        "can_set_up": districts.filter(pk=school.district_id).exists(),
+        "can_see_log": districts.filter(pk=school.district_id).exists(),
+    }

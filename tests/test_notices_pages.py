@@ -1,0 +1,156 @@
+"""The staff pages and the delivery log: access by scope, what they say, what they write."""
+
+import datetime as dt
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from settings_app.models import DeliveryAttempt, Loan, Notice, NoticeStatus, Patron
+from tests import factories
+
+
+@pytest.fixture
+def school(north):
+    return north.schools.get()
+
+
+@pytest.fixture
+def overdue_patrons(school):
+    due = timezone.localdate() - dt.timedelta(days=4)
+    patrons = []
+    for name, email in [("Ana Lima", "ana@example.org"), ("Bo <b>Chen</b>", "bo@example.org")]:
+        patron = Patron.objects.create(school=school, name=name, email=email)
+        Loan.objects.create(patron=patron, title="Dune <script>", due_on=due)
+        patrons.append(patron)
+    return patrons
+
+
+@pytest.fixture
+def consortium(installation):
+    return factories.smtp_settings(
+        installation=installation, host="127.0.0.1", port=2525, from_name="Library", from_email="lib@example.org"
+    )
+
+
+def test_staff_see_that_email_is_not_set_up_and_who_can_set_it_up(client, north_staff, school, overdue_patrons):
+    client.force_login(north_staff)
+    response = client.get(reverse("school_notices", args=[school.slug]))
+    assert response.status_code == 200
+    assert b"Email is not set up for North" in response.content
+    assert b"Send overdue notices</button>" not in response.content
+
+
+def test_staff_send_overdue_notices_which_are_queued_in_the_same_transaction(
+    client, north_staff, school, overdue_patrons, consortium, django_capture_on_commit_callbacks
+):
+    client.force_login(north_staff)
+    page = client.get(reverse("school_notices", args=[school.slug]))
+    assert b"2 patrons with 2 overdue items" in page.content
+    assert b"Bo &lt;b&gt;Chen&lt;/b&gt;" in page.content and b"<b>Chen</b>" not in page.content
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(
+            reverse("school_notices", args=[school.slug]),
+            {"sender_name": "Ms Reed", "sender_email": "reed@example.org"},
+        )
+    assert response.status_code == 302
+    notices = Notice.objects.filter(school=school)
+    assert notices.count() == 2
+    assert set(notices.values_list("sender_name", "sender_email")) == {("Ms Reed", "reed@example.org")}
+    assert len({n.message_id for n in notices}) == 2
+    assert callbacks, "delivery is enqueued on commit"
+
+
+def test_a_sender_name_without_email_or_with_header_tricks_is_refused(
+    client, north_staff, school, overdue_patrons, consortium
+):
+    client.force_login(north_staff)
+    url = reverse("school_notices", args=[school.slug])
+    lonely = client.post(url, {"sender_name": "Ms Reed"})
+    injected = client.post(url, {"sender_name": "Ms Reed\r\nBcc: x@evil.example", "sender_email": "reed@example.org"})
+    spoof = client.post(url, {"sender_name": "IT <boss@district.org>", "sender_email": "reed@example.org"})
+    assert all(r.status_code == 200 for r in (lonely, injected, spoof))
+    assert b"the two go together" in lonely.content
+    assert Notice.objects.count() == 0
+
+
+def test_paused_configuration_is_explained_and_notices_still_queue(
+    client, north_staff, school, overdue_patrons, consortium
+):
+    consortium.paused_at = timezone.now()
+    consortium.pause_detail = "The user name or password was not accepted <b>"
+    consortium.save()
+    client.force_login(north_staff)
+    page = client.get(reverse("school_notices", args=[school.slug]))
+    assert b"Sending is paused" in page.content and b"not accepted &lt;b&gt;" in page.content
+    client.post(reverse("school_notices", args=[school.slug]), {})
+    assert Notice.objects.filter(status=NoticeStatus.QUEUED).count() == 2
+
+
+def test_resource_list_is_queued_per_recipient_with_the_note_and_titles(client, north_staff, school, consortium):
+    client.force_login(north_staff)
+    response = client.post(
+        reverse("resource_list", args=[school.slug]),
+        {"recipients": "a@example.org\nb@example.org, a@example.org", "titles": "Dune\nEmma\n", "note": "Enjoy!"},
+    )
+    assert response.status_code == 302
+    notices = Notice.objects.order_by("recipient_email")
+    assert [n.recipient_email for n in notices] == ["a@example.org", "b@example.org"]
+    assert notices[0].items == [{"title": "Dune"}, {"title": "Emma"}] and notices[0].note == "Enjoy!"
+
+
+def test_staff_of_another_school_and_admins_of_another_district_get_404(
+    client, north_staff, south_admin, south, school, consortium
+):
+    client.force_login(south_admin)
+    assert client.get(reverse("school_notices", args=[school.slug])).status_code == 404
+    assert client.get(reverse("district_delivery_log", args=["north"])).status_code == 404
+    assert client.post(reverse("district_delivery_retry", args=["north"])).status_code == 404
+    assert client.get(reverse("delivery_log")).status_code == 404
+    client.force_login(north_staff)
+    assert client.get(reverse("school_notices", args=[south.schools.get().slug])).status_code == 404
+    assert client.get(reverse("district_delivery_log", args=["north"])).status_code == 404
+
+
+def _notice(school, status, **fields):
+    now = timezone.now()
+    return Notice.objects.create(
+        kind="overdue",
+        school=school,
+        recipient_email=f"{status}{Notice.objects.count()}@example.org",
+        message_id=f"<{status}{Notice.objects.count()}@test>",
+        status=status,
+        created_at=now,
+        **fields,
+    )
+
+
+def test_delivery_log_shows_counts_attempts_and_cap_use_newest_first(client, north_admin, school, consortium):
+    sent = _notice(school, NoticeStatus.SENT, attempts=1)
+    DeliveryAttempt.objects.create(notice=sent, outcome="sent", reply="250 2.0.0 Ok: queued as <ABC>")
+    _notice(school, NoticeStatus.FAILED, last_error="The server refused the recipient")
+    client.force_login(north_admin)
+    page = client.get(reverse("district_delivery_log", args=["north"]))
+    body = page.content.decode()
+    assert "Sent: <strong>1</strong>" in body and "Failed: <strong>1</strong>" in body
+    assert "queued as &lt;ABC&gt;" in body
+    assert "0 of 500 sent this hour" in body
+    assert body.index("failed1@example.org") < body.index("sent0@example.org")
+    filtered = client.get(reverse("district_delivery_log", args=["north"]), {"status": "failed"}).content.decode()
+    assert "failed1@example.org" in filtered and "sent0@example.org" not in filtered
+
+
+def test_retry_requeues_only_failed_notices_of_the_district_in_the_url(client, north_admin, school, south, consortium):
+    mine = _notice(school, NoticeStatus.FAILED, failed_at=timezone.now())
+    theirs = _notice(south.schools.get(), NoticeStatus.FAILED)
+    client.force_login(north_admin)
+    client.post(reverse("district_delivery_retry", args=["north"]), {"notice": [mine.pk, theirs.pk]})
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert mine.status == NoticeStatus.QUEUED and mine.failed_at is None
+    assert theirs.status == NoticeStatus.FAILED
+
+
+def test_retry_is_post_only(client, super_admin):
+    client.force_login(super_admin)
+    assert client.get(reverse("delivery_retry")).status_code == 405
