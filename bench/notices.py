@@ -1,0 +1,207 @@
+"""Benchmark: N overdue notices queued and drained by the real worker into Postfix's smtp-sink, against the same
+N messages sent through Django's own SMTP backend over one connection.
+
+    .venv/bin/python bench/notices.py [-n 10000] [--workers 1]
+
+It uses the configured database (DATABASE_URL): it creates its own district, school and SMTP settings pointing
+at an smtp-sink it starts on 127.0.0.1, and deletes them at the end. The installation must be self-hosted with
+127.0.0.0/8 allowed (bin/run's demo is); a fresh database gets such an installation. Never starts the postfix
+daemon. The last line reads: notices_per_s=<n> django_per_s=<n> ratio=<r>
+"""
+
+import argparse
+import os
+import resource
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "destiny_mail.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+import datetime as dt  # noqa: E402
+import ipaddress  # noqa: E402
+
+from django.contrib.auth.models import User  # noqa: E402
+from django.core import mail  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.test import override_settings  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from settings_app.delivery import queue, render  # noqa: E402
+from settings_app.mail import reach  # noqa: E402
+from settings_app.models import (  # noqa: E402
+    District,
+    HostingMode,
+    Installation,
+    Loan,
+    MailSource,
+    Notice,
+    NoticeStatus,
+    Patron,
+    School,
+    SmtpSettings,
+)
+
+SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def smtp_sink(port: int):
+    command = [SINK, *(["-u", "nobody"] if os.geteuid() == 0 else []), f"127.0.0.1:{port}", "256"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None:
+                    sys.exit(f"smtp-sink did not start: {process.stderr.read().decode() if process.stderr else ''}")
+                time.sleep(0.05)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=5)
+
+
+def installation() -> Installation:
+    found = Installation.objects.filter(id=1).first()
+    if found is None:
+        return Installation.objects.create(
+            id=1, name="Benchmark", hosting_mode=HostingMode.SELF_HOSTED, allowed_networks="127.0.0.0/8"
+        )
+    if reach.judge(ipaddress.ip_address("127.0.0.1"), found.reach_policy):
+        sys.exit(
+            "The installation may not reach 127.0.0.1 (hosted mode, or 127.0.0.0/8 not allowed): not benchmarking."
+        )
+    return found
+
+
+def scope(port: int, n: int) -> tuple[School, SmtpSettings]:
+    tag = secrets.token_hex(4)
+    district = District.objects.create(
+        installation=installation(), name=f"Benchmark {tag}", slug=f"bench-{tag}", mail_source=MailSource.OWN
+    )
+    school = School.objects.create(district=district, name=f"Benchmark School {tag}", slug=f"bench-school-{tag}")
+    row = SmtpSettings.objects.create(
+        district=district,
+        host="127.0.0.1",
+        port=port,
+        transport="none",
+        from_name="Benchmark Library",
+        from_email="library@bench.example.org",
+        max_per_hour=max(100_000, 2 * n),
+    )
+    patrons = Patron.objects.bulk_create(
+        Patron(school=school, name=f"Patron {i}", email=f"patron{i}@bench.example.org") for i in range(n)
+    )
+    due = timezone.localdate() - dt.timedelta(days=5)
+    Loan.objects.bulk_create(
+        Loan(patron=patron, title=f"Title {i}-{k}", due_on=due) for i, patron in enumerate(patrons) for k in range(2)
+    )
+    return school, row
+
+
+def cpu() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def drain(workers: int) -> None:
+    if workers == 1:
+        call_command("db_worker", batch=True, startup_delay=False, reload=False, verbosity=0)
+        return
+    command = [sys.executable, str(ROOT / "manage.py"), "db_worker", "--batch", "--no-startup-delay", "--no-reload"]
+    processes = [subprocess.Popen([*command, "-v", "0"]) for _ in range(workers)]
+    for process in processes:
+        process.wait()
+
+
+def bench_notices(school: School, row: SmtpSettings, n: int, workers: int) -> tuple[float, float]:
+    user, _ = User.objects.get_or_create(username="benchmark")
+    started, cpu_started = time.perf_counter(), cpu()
+    queued = queue.notices_queue_overdue(school=school, acting_user=user)
+    drain(workers)
+    elapsed, cpu_used = time.perf_counter() - started, cpu() - cpu_started
+    sent = Notice.objects.filter(school=school, status=NoticeStatus.SENT).count()
+    if queued.queued != n or sent != n:
+        sys.exit(f"Only {sent} of {queued.queued} notices were sent.")
+    return n / elapsed, cpu_used / n * 1e6
+
+
+def django_messages(school: School, row: SmtpSettings) -> list[mail.EmailMultiAlternatives]:
+    messages = []
+    notices = Notice.objects.filter(school=school).values_list(
+        "recipient_name", "recipient_email", "items", "message_id"
+    )
+    sender = f"{row.from_name} <{row.from_email}>"
+    for name, email, items, message_id in notices:
+        letterhead = render.Letterhead(
+            "overdue", school.name, school.district.name, row.from_name, row.from_email, False
+        )
+        letter = render.Letter(name, email, "", items, message_id, timezone.now())
+        subject, text, html = render.render_full(letterhead, letter)
+        message = mail.EmailMultiAlternatives(
+            subject, text, sender, [f"{name} <{email}>"], reply_to=[sender], headers={"Message-ID": message_id}
+        )
+        message.attach_alternative(html, "text/html")
+        messages.append(message)
+    return messages
+
+
+def bench_django(messages: list[mail.EmailMultiAlternatives], port: int) -> tuple[float, float]:
+    options = {"host": "127.0.0.1", "port": port}
+    mailers = {"bench": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": options}}
+    with override_settings(MAILERS=mailers):
+        backend = mail.mailers["bench"]
+        started, cpu_started = time.perf_counter(), cpu()
+        with backend:
+            sent = backend.send_messages(messages)
+        elapsed, cpu_used = time.perf_counter() - started, cpu() - cpu_started
+    if sent != len(messages):
+        sys.exit(f"Django's backend sent {sent} of {len(messages)}.")
+    return len(messages) / elapsed, cpu_used / len(messages) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=10_000, help="notices to send (default 10000)")
+    parser.add_argument("--workers", type=int, default=1, help="db_worker processes draining the queue (default 1)")
+    args = parser.parse_args()
+    port = free_port()
+    with smtp_sink(port):
+        school, row = scope(port, args.n)
+        try:
+            rate, cpu_each = bench_notices(school, row, args.n, args.workers)
+            print(
+                f"notices: {args.n} queued and sent in {args.n / rate:.2f} s: {rate:,.0f}/s, {cpu_each:.0f} µs CPU each"
+            )
+            messages = django_messages(school, row)
+            django_rate, django_cpu = bench_django(messages, port)
+            print(
+                f"django:  {args.n} sent in {args.n / django_rate:.2f} s: {django_rate:,.0f}/s, {django_cpu:.0f} µs CPU"
+            )
+        finally:
+            school.district.delete()
+    print(f"notices_per_s={rate:.0f} django_per_s={django_rate:.0f} ratio={rate / django_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()
