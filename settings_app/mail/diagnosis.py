@@ -1,0 +1,363 @@
+"""What a conversation with a mail server found: its steps, its transcript and one verdict from a closed list.
+
+Every verdict has a title, a cause and a fix written for a library administrator, and says whether trying
+again later may help (transient) and whether the fix lies in the settings (configuration).
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Category(StrEnum):
+    OK = "ok"
+    POLICY = "policy"
+    DNS = "dns"
+    DNS_TEMPORARY = "dns_temporary"
+    CONNECT_REFUSED = "connect_refused"
+    UNREACHABLE = "unreachable"
+    TIMEOUT = "timeout"
+    CONNECTION_LOST = "connection_lost"
+    PROTOCOL = "protocol"
+    WRONG_TRANSPORT_SSL_ON_STARTTLS_PORT = "wrong_transport_ssl_on_starttls_port"
+    WRONG_TRANSPORT_STARTTLS_ON_SSL_PORT = "wrong_transport_starttls_on_ssl_port"
+    STARTTLS_MISSING = "starttls_missing"
+    TLS_FAILED = "tls_failed"
+    CERT_UNTRUSTED = "cert_untrusted"
+    CERT_EXPIRED = "cert_expired"
+    CERT_HOSTNAME = "cert_hostname"
+    CA_BUNDLE_INVALID = "ca_bundle_invalid"
+    AUTH_NOT_OFFERED = "auth_not_offered"
+    AUTH_MECHANISM = "auth_mechanism"
+    AUTH_REQUIRED = "auth_required"
+    PASSWORD_REQUIRED = "password_required"  # noqa: S105 - a verdict name
+    AUTH_FAILED = "auth_failed"
+    GMAIL_APP_PASSWORD = "gmail_app_password"  # noqa: S105 - a verdict name
+    M365_BASIC_AUTH_DISABLED = "m365_basic_auth_disabled"
+    SERVER_BUSY = "server_busy"
+    TEMPORARY_FAILURE = "temporary_failure"
+    SENDER_REJECTED = "sender_rejected"
+    RELAY_DENIED = "relay_denied"
+    RECIPIENT_REJECTED = "recipient_rejected"
+    INVALID_ADDRESS = "invalid_address"
+    DATA_REJECTED = "data_rejected"
+    SERVER_ERROR = "server_error"
+
+
+@dataclass(frozen=True, slots=True)
+class Advice:
+    title: str
+    cause: str
+    fix: str
+    transient: bool = False
+    configuration: bool = False
+
+
+ADVICE: dict[Category, Advice] = {
+    Category.OK: Advice(
+        "The mail server works",
+        "Destiny Mail connected, secured the connection as configured and was accepted by the server.",
+        "Nothing to do.",
+    ),
+    Category.POLICY: Advice(
+        "This destination is not allowed",
+        "Destiny Mail refused to connect to this server address or port before opening any connection.",
+        "Use the public name of your mail server and one of the mail ports (25, 465, 587, 2525). On a "
+        "self-hosted installation the super administrator can allow private networks.",
+        configuration=True,
+    ),
+    Category.DNS: Advice(
+        "The server name does not exist",
+        "The name in the SMTP server field could not be found in DNS.",
+        "Check the spelling of the server name, or ask your mail provider for the right one.",
+        configuration=True,
+    ),
+    Category.DNS_TEMPORARY: Advice(
+        "The server name could not be looked up right now",
+        "The DNS lookup of the server name failed or took too long.",
+        "Try again in a few minutes; if it keeps happening, check the server name.",
+        transient=True,
+    ),
+    Category.CONNECT_REFUSED: Advice(
+        "The server refused the connection",
+        "Nothing is accepting connections on this port at this address.",
+        "Check the port number, and that the mail server is running.",
+        transient=True,
+    ),
+    Category.UNREACHABLE: Advice(
+        "The server cannot be reached",
+        "The network reported that there is no route to this address.",
+        "Check the server address; if it is right, the network between us and the server is down.",
+        transient=True,
+    ),
+    Category.TIMEOUT: Advice(
+        "The server did not answer in time",
+        "The server stopped answering, or a firewall silently drops connections to this port.",
+        "Check the port, and ask whoever runs the network whether outgoing connections to it are allowed.",
+        transient=True,
+    ),
+    Category.CONNECTION_LOST: Advice(
+        "The server closed the connection",
+        "The connection ended unexpectedly in the middle of the conversation.",
+        "Try again; if it keeps happening, ask your mail provider whether they block our server.",
+        transient=True,
+    ),
+    Category.PROTOCOL: Advice(
+        "This is not a mail server",
+        "Something answers on this port, but it does not speak SMTP.",
+        "Check the port: mail servers usually listen on 587 (TLS), 465 (SSL) or 25.",
+        configuration=True,
+    ),
+    Category.WRONG_TRANSPORT_SSL_ON_STARTTLS_PORT: Advice(
+        "SSL was chosen, but this port expects TLS (STARTTLS)",
+        "The server started a plain SMTP conversation while Destiny Mail expected encryption from the "
+        "first byte (SSL).",
+        "Set the transport protocol to TLS for this port (usually 587), or use the SSL port (usually 465).",
+        configuration=True,
+    ),
+    Category.WRONG_TRANSPORT_STARTTLS_ON_SSL_PORT: Advice(
+        "TLS (STARTTLS) or None was chosen, but this port expects SSL",
+        "The server waits for encryption from the first byte (SSL), so it never sent a plain SMTP greeting.",
+        "Set the transport protocol to SSL for this port (usually 465), or use the TLS port (usually 587).",
+        configuration=True,
+    ),
+    Category.STARTTLS_MISSING: Advice(
+        "The server does not offer TLS (STARTTLS)",
+        "The transport is TLS, but the server did not offer to encrypt the connection. Destiny Mail never "
+        "falls back to sending without encryption.",
+        "Use the port where your server offers STARTTLS (usually 587), or SSL on port 465.",
+        configuration=True,
+    ),
+    Category.TLS_FAILED: Advice(
+        "The encrypted connection could not be set up",
+        "The TLS handshake failed; the server may only support outdated encryption.",
+        "Ask your mail provider which TLS versions the server supports (TLS 1.2 or newer is required).",
+        configuration=True,
+    ),
+    Category.CERT_UNTRUSTED: Advice(
+        "The server's certificate is not trusted",
+        "The certificate is not signed by a certificate authority Destiny Mail trusts.",
+        "Use the server's public name with a certificate from a public CA, or (self-hosted) add your "
+        "private CA to the installation's CA bundle.",
+        configuration=True,
+    ),
+    Category.CERT_EXPIRED: Advice(
+        "The server's certificate has expired",
+        "The certificate is outside its validity period.",
+        "Ask whoever runs the mail server to renew its certificate.",
+        configuration=True,
+    ),
+    Category.CERT_HOSTNAME: Advice(
+        "The certificate belongs to another server name",
+        "The server presented a certificate that is not valid for the name in the SMTP server field.",
+        "Use the exact name the certificate was issued for (for example smtp.example.org rather than an "
+        "IP address or an alias).",
+        configuration=True,
+    ),
+    Category.CA_BUNDLE_INVALID: Advice(
+        "The installation's CA bundle cannot be read",
+        "The CA bundle in the installation settings is not valid PEM certificate text.",
+        "Paste the CA certificate again, including the BEGIN and END lines.",
+        configuration=True,
+    ),
+    Category.AUTH_NOT_OFFERED: Advice(
+        "The server does not offer login here",
+        "A user name is set, but the server did not offer authentication on this connection. Many servers "
+        "only offer it once the connection is encrypted.",
+        "Choose TLS or SSL as the transport, or clear the user name if this server needs no login.",
+        configuration=True,
+    ),
+    Category.AUTH_MECHANISM: Advice(
+        "The server offers no login method Destiny Mail can use",
+        "Destiny Mail logs in with PLAIN or LOGIN over an encrypted connection; the server offers neither.",
+        "Ask your mail provider to enable PLAIN or LOGIN authentication for this account.",
+        configuration=True,
+    ),
+    Category.AUTH_REQUIRED: Advice(
+        "The server requires a login",
+        "The server refused to accept mail without authentication.",
+        "Enter the user name and password of the mail account Destiny Mail should send as.",
+        configuration=True,
+    ),
+    Category.PASSWORD_REQUIRED: Advice(
+        "Enter the password",
+        "The server, port, transport or user name changed, so the stored password is not used for it.",
+        "Type the password for this account and test again.",
+        configuration=True,
+    ),
+    Category.AUTH_FAILED: Advice(
+        "The user name or password was not accepted",
+        "The server rejected the login.",
+        "Check the user name (often the full email address) and type the password again.",
+        configuration=True,
+    ),
+    Category.GMAIL_APP_PASSWORD: Advice(
+        "Google requires an app password",
+        "This Google account uses 2-Step Verification, so Google does not accept its normal password for SMTP.",
+        "Create an app password in the Google account's security settings and use it as the password.",
+        configuration=True,
+    ),
+    Category.M365_BASIC_AUTH_DISABLED: Advice(
+        "Microsoft 365 has SMTP login turned off",
+        "SMTP AUTH is disabled for this Microsoft 365 tenant or mailbox.",
+        "Ask your Microsoft 365 administrator to enable Authenticated SMTP for this mailbox.",
+        configuration=True,
+    ),
+    Category.SERVER_BUSY: Advice(
+        "The server is busy",
+        "The server replied 421: it is closing the connection and asks to be tried later.",
+        "Wait a few minutes and try again.",
+        transient=True,
+    ),
+    Category.TEMPORARY_FAILURE: Advice(
+        "The server asked to try again later",
+        "The server gave a temporary (4xx) refusal.",
+        "Wait a few minutes and try again.",
+        transient=True,
+    ),
+    Category.SENDER_REJECTED: Advice(
+        "The server refused the sender address",
+        "The server does not allow this account to send as the From address.",
+        "Use a From address that belongs to the mail account, or ask your provider to allow it.",
+        configuration=True,
+    ),
+    Category.RELAY_DENIED: Advice(
+        "The server refused to relay the message",
+        "The server only accepts mail for its own domains from clients that are not logged in or allowed.",
+        "Enter a user name and password, or ask whoever runs the server to allow relaying from our server.",
+        configuration=True,
+    ),
+    Category.RECIPIENT_REJECTED: Advice(
+        "The server refused the recipient",
+        "The recipient address was rejected, for example because the mailbox does not exist.",
+        "Check the recipient address.",
+    ),
+    Category.INVALID_ADDRESS: Advice(
+        "An address cannot be sent through this server",
+        "An address is malformed, or uses characters this server does not accept.",
+        "Check the sender and recipient addresses.",
+    ),
+    Category.DATA_REJECTED: Advice(
+        "The server refused the message",
+        "The server rejected the message content (for example its size or a spam filter).",
+        "Read the server's reply below; ask your mail provider if it is unclear.",
+    ),
+    Category.SERVER_ERROR: Advice(
+        "The server answered with an error",
+        "The server refused a step of the conversation.",
+        "Read the server's reply below; ask your mail provider if it is unclear.",
+    ),
+}
+
+
+class StepKind(StrEnum):
+    RESOLVE = "resolve"
+    CONNECT = "connect"
+    TLS = "tls"
+    GREETING = "greeting"
+    EHLO = "ehlo"
+    STARTTLS = "starttls"
+    AUTH = "auth"
+    MAIL = "mail"
+    RCPT = "rcpt"
+    DATA = "data"
+    QUIT = "quit"
+
+    @property
+    def label(self) -> str:
+        return _STEP_LABELS[self]
+
+
+_STEP_LABELS = {
+    StepKind.RESOLVE: "Resolve",
+    StepKind.CONNECT: "Connect",
+    StepKind.TLS: "TLS handshake",
+    StepKind.GREETING: "Greeting",
+    StepKind.EHLO: "EHLO",
+    StepKind.STARTTLS: "STARTTLS",
+    StepKind.AUTH: "AUTH",
+    StepKind.MAIL: "MAIL FROM",
+    StepKind.RCPT: "RCPT TO",
+    StepKind.DATA: "DATA",
+    StepKind.QUIT: "QUIT",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of the conversation; `elapsed_ms` is None when it was timed together with the step before."""
+
+    kind: StepKind
+    ok: bool
+    elapsed_ms: float | None
+    detail: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.kind.label
+
+
+@dataclass(frozen=True, slots=True)
+class TlsInfo:
+    protocol: str
+    cipher: str
+    subject: str
+    issuer: str
+    not_after: dt.datetime | None
+
+
+class SmtpProblem(Exception):
+    """A verdict other than OK, raised inside a conversation and turned into a Diagnosis at its end.
+
+    `detail` says what exactly happened, in plain language; `reply` is the server's reply behind it
+    ("550 5.1.1 ..."): untrusted text, to be escaped wherever it is shown.
+    """
+
+    def __init__(self, category: Category, detail: str = "", *, reply: str = "") -> None:
+        super().__init__(category, detail)
+        self.category = category
+        self.detail = detail
+        self.reply = reply
+
+    def __str__(self) -> str:
+        return f"{ADVICE[self.category].title}: {self.detail}" if self.detail else ADVICE[self.category].title
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """The outcome of Test Server or Test email."""
+
+    destination: str
+    category: Category
+    steps: tuple[Step, ...]
+    transcript: tuple[str, ...]
+    detail: str = ""
+    reply: str = ""
+    tls: TlsInfo | None = None
+    extensions: tuple[str, ...] = ()
+    auth_mechanism: str = ""
+    queue_id: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.category is Category.OK
+
+    @property
+    def advice(self) -> Advice:
+        return ADVICE[self.category]
+
+    @property
+    def title(self) -> str:
+        return self.advice.title
+
+    @property
+    def cause(self) -> str:
+        return self.advice.cause
+
+    @property
+    def fix(self) -> str:
+        return self.advice.fix
+
+    @property
+    def transient(self) -> bool:
+        return self.advice.transient

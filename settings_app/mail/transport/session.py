@@ -1,0 +1,153 @@
+"""The connector's entry points: Test Server, Test email, and delivery sessions for notices."""
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from email.message import Message
+
+import aiosmtplib
+from aiosmtplib import SMTPResponse
+
+from settings_app.mail.config import SmtpConfig
+from settings_app.mail.diagnosis import ADVICE, Category, Diagnosis, SmtpProblem, StepKind
+from settings_app.mail.transport.conversation import Conversation
+from settings_app.mail.transport.verdicts import Refusal, classify, queue_id, refusals
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What happened to one message of a delivery session.
+
+    `maybe_delivered` is set when the connection failed during DATA: the server may have accepted the
+    message without us hearing so, and sending it again may deliver it twice.
+    """
+
+    ok: bool
+    category: Category = Category.OK
+    code: int | None = None
+    reply: str = ""
+    detail: str = ""
+    queue_id: str = ""
+    refused: tuple[Refusal, ...] = ()
+    maybe_delivered: bool = False
+
+    @property
+    def transient(self) -> bool:
+        return ADVICE[self.category].transient
+
+
+class SessionFailed(Exception):
+    """The delivery session could not be opened; `diagnosis` says why, as Test Server would."""
+
+    def __init__(self, diagnosis: Diagnosis) -> None:
+        super().__init__(diagnosis.title)
+        self.diagnosis = diagnosis
+
+
+async def test_server(config: SmtpConfig) -> Diagnosis:
+    """Resolve, connect, secure, greet, EHLO and log in as `config` says, then QUIT.
+
+    Never raises for anything the network or the server does: every outcome is a Diagnosis.
+    """
+
+    async def action(conversation: Conversation) -> str:
+        await conversation.open()
+        return ""
+
+    return await _diagnose(config, action)
+
+
+async def send_test_email(config: SmtpConfig, *, message: Message, sender: str, recipients: Sequence[str]) -> Diagnosis:
+    """Test Server, then send `message` from `sender` to `recipients` (the envelope, always explicit).
+
+    The Diagnosis adds the MAIL, RCPT and DATA steps and the queue id from the server's final reply.
+    """
+
+    async def action(conversation: Conversation) -> str:
+        await conversation.open()
+        return await conversation.send(message, sender=sender, recipients=recipients)
+
+    return await _diagnose(config, action)
+
+
+@asynccontextmanager
+async def open_session(config: SmtpConfig, *, transcript: bool = False) -> AsyncIterator["DeliverySession"]:
+    """One connection for a batch of messages: `async with open_session(config) as session: ...`.
+
+    Raises SessionFailed when the connection cannot be opened, secured or logged in. QUITs at the end.
+    """
+    conversation = Conversation(config, transcript=transcript)
+    try:
+        try:
+            await conversation.run(Conversation.open)
+        except SmtpProblem as problem:
+            await conversation.quit_politely(problem)
+            raise SessionFailed(conversation.diagnosis(problem)) from problem
+        session = DeliverySession(conversation)
+        yield session
+        await conversation.quit_politely(None)
+    finally:
+        conversation.close()
+
+
+class DeliverySession:
+    """An open, secured and logged-in connection that sends one message after another."""
+
+    def __init__(self, conversation: Conversation) -> None:
+        self.setup = conversation.diagnosis(None)
+        self._config = conversation.config
+        self._client = conversation.client
+        if conversation.recorder.lines is None:
+            # The bulk path keeps no per-message steps.
+            self._client.recorder = None
+
+    @property
+    def alive(self) -> bool:
+        """False once the server said 421 or the connection was lost: nothing more is sent on it."""
+        return self._client.is_connected
+
+    async def send(self, message: bytes | Message, *, sender: str, recipients: Sequence[str]) -> SendOutcome:
+        """Send one message; every failure comes back as a classified outcome, never as an exception."""
+        if not self.alive:
+            return SendOutcome(False, Category.CONNECTION_LOST, detail="Not sent: the connection had already ended.")
+        self._client.data_started = False
+        try:
+            refused, reply = await self._transmit(message, sender, recipients)
+        except ValueError as exc:
+            return SendOutcome(False, Category.INVALID_ADDRESS, detail=str(exc))
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            return _failed_outcome(exc, config=self._config, data_started=self._client.data_started)
+        return SendOutcome(True, reply=reply, queue_id=queue_id(reply), refused=tuple(refusals(refused.items())))
+
+    async def _transmit(
+        self, message: bytes | Message, sender: str, recipients: Sequence[str]
+    ) -> tuple[dict[str, SMTPResponse], str]:
+        if isinstance(message, bytes):
+            return await self._client.sendmail(sender, list(recipients), message)
+        return await self._client.send_message(message, sender=sender, recipients=list(recipients))
+
+
+async def _diagnose(config: SmtpConfig, action: Callable[[Conversation], Awaitable[str]]) -> Diagnosis:
+    conversation = Conversation(config)
+    problem: SmtpProblem | None = None
+    queue = ""
+    try:
+        try:
+            queue = await conversation.run(action)
+        except SmtpProblem as exc:
+            problem = exc
+        await conversation.quit_politely(problem)
+    finally:
+        conversation.close()
+    return conversation.diagnosis(problem, queue=queue)
+
+
+def _failed_outcome(exc: BaseException, *, config: SmtpConfig, data_started: bool) -> SendOutcome:
+    stage = StepKind.DATA if data_started else StepKind.MAIL
+    problem = classify(exc, stage=stage, config=config)
+    replied = exc.recipients[0] if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients else exc
+    code = replied.code if isinstance(replied, aiosmtplib.SMTPResponseException) else None
+    unanswered = data_started and code is None
+    return SendOutcome(
+        False, problem.category, code=code, reply=problem.reply, detail=problem.detail, maybe_delivered=unanswered
+    )
