@@ -1,0 +1,218 @@
+"""manage.py smtp_test: Test Server (and, with --send-to, Test email) from the command line."""
+
+import argparse
+import asyncio
+import dataclasses
+import getpass
+import sys
+from email.message import EmailMessage
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any, TextIO
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.validators import validate_email
+from django.utils import timezone
+
+from settings_app.crypto import CredentialsUnreadable
+from settings_app.mail import transport
+from settings_app.mail.config import ReachPolicy, SmtpConfig, Transport
+from settings_app.mail.diagnosis import Diagnosis, Step
+from settings_app.mail.message import build_message, format_address, new_message_id
+from settings_app.models import District, Installation, SmtpSettings
+from settings_app.selectors import effective_settings, scope_settings, smtp_config, stored_smtp_config
+
+BAD_ARGUMENTS = 2
+NOT_OK = 1
+EXPLICIT_ONLY = ("port", "transport", "username", "password_stdin", "ca_file")
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What to test: the configuration, the settings row it came from (if any) and a name for the output."""
+
+    config: SmtpConfig
+    row: SmtpSettings | None
+    label: str
+
+
+class Command(BaseCommand):
+    help = (
+        "Test an SMTP server as the Test Server button does: the saved settings of a scope (--scope installation "
+        "or --scope <district-slug>), or an explicit --host/--port/--transport. --send-to also sends a test email. "
+        "Exit status: 0 when the verdict is OK, 1 when it is not, 2 for bad arguments. The password is read "
+        "from standard input (--password-stdin), never from the command line."
+    )
+    stealth_options = ("stdin",)
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--scope", help='"installation", or the slug of a district: test its saved settings.')
+        parser.add_argument("--host", help="SMTP server name or address (instead of --scope).")
+        parser.add_argument("--port", type=int, help="Port (default: 25, 465 or 587 for the transport).")
+        parser.add_argument("--transport", choices=[choice.value for choice in Transport], help="Default: tls.")
+        parser.add_argument("--username", default="", help="Login user name.")
+        parser.add_argument("--password-stdin", action="store_true", help="Read the password from standard input.")
+        parser.add_argument("--ca-file", type=Path, help="Extra CA certificates (PEM) to trust.")
+        parser.add_argument("--send-to", metavar="ADDR", help="Also send a test email to this address.")
+        # Declared only to refuse it without echoing the value, as argparse would for an unknown option.
+        parser.add_argument("--password", help=argparse.SUPPRESS)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        target = self._target(options)
+        send_to = options["send_to"]
+        if send_to:
+            _check_address(send_to)
+            diagnosis = asyncio.run(self._send(target, send_to))
+        else:
+            diagnosis = asyncio.run(transport.test_server(target.config))
+        self._report(target, diagnosis)
+        if not diagnosis.ok:
+            raise CommandError(diagnosis.title, returncode=NOT_OK)
+
+    def _target(self, options: dict[str, Any]) -> Target:
+        if options["password"] is not None:
+            raise CommandError(
+                "A password is never taken from the command line: use --password-stdin.", returncode=BAD_ARGUMENTS
+            )
+        if options["scope"] and options["host"]:
+            raise CommandError("Give either --scope or --host, not both.", returncode=BAD_ARGUMENTS)
+        if options["scope"]:
+            given = [f"--{name.replace('_', '-')}" for name in EXPLICIT_ONLY if options[name]]
+            if given:
+                raise CommandError(f"{', '.join(given)} only go with --host.", returncode=BAD_ARGUMENTS)
+            return _saved_target(options["scope"])
+        if not options["host"]:
+            raise CommandError("Give --scope, or --host (with --port and --transport).", returncode=BAD_ARGUMENTS)
+        return Target(self._explicit_config(options), None, options["host"])
+
+    def _explicit_config(self, options: dict[str, Any]) -> SmtpConfig:
+        kind = Transport(options["transport"] or Transport.TLS)
+        port = kind.default_port if options["port"] is None else options["port"]
+        if not 0 < port < 65536:
+            raise CommandError(f"--port {port} is not a port number.", returncode=BAD_ARGUMENTS)
+        if options["password_stdin"] and not options["username"]:
+            raise CommandError("--password-stdin needs --username.", returncode=BAD_ARGUMENTS)
+        password = self._read_password(options.get("stdin") or sys.stdin) if options["password_stdin"] else ""
+        config = _explicit_base(options["host"], port, kind, options["username"], password)
+        if options["ca_file"]:
+            config = dataclasses.replace(config, ca_pem="\n".join(filter(None, [config.ca_pem, _read_ca(options)])))
+        return config
+
+    def _read_password(self, stdin: TextIO) -> str:
+        if stdin.isatty():
+            return getpass.getpass("SMTP password: ")
+        return stdin.readline().rstrip("\r\n")
+
+    async def _send(self, target: Target, to: str) -> Diagnosis:
+        message, envelope_sender = _test_message(target, to)
+        return await transport.send_test_email(target.config, message=message, sender=envelope_sender, recipients=[to])
+
+    def _report(self, target: Target, diagnosis: Diagnosis) -> None:
+        self.stdout.write(f"Testing {diagnosis.destination} for {target.label}")
+        self.stdout.write("\nSteps:")
+        for step in diagnosis.steps:
+            self.stdout.write(_step_line(step))
+        self.stdout.write("\nTranscript:")
+        for line in diagnosis.transcript:
+            self.stdout.write(f"  {line}")
+        self.stdout.write("")
+        self._verdict(diagnosis)
+
+    def _verdict(self, diagnosis: Diagnosis) -> None:
+        if diagnosis.ok:
+            queue = f" (queue id {diagnosis.queue_id})" if diagnosis.queue_id else ""
+            self.stdout.write(self.style.SUCCESS(f"Verdict: OK - {diagnosis.title}{queue}"))
+            return
+        kind = "temporary: trying later may work" if diagnosis.transient else "permanent: needs a change"
+        self.stdout.write(self.style.ERROR(f"Verdict: {diagnosis.category} - {diagnosis.title} ({kind})"))
+        for label, text in (
+            ("What happened", diagnosis.detail),
+            ("Server reply", diagnosis.reply),
+            ("Cause", diagnosis.cause),
+            ("Fix", diagnosis.fix),
+        ):
+            if text:
+                self.stdout.write(f"  {label}: {text}")
+
+
+def _saved_target(scope: str) -> Target:
+    installation = Installation.objects.first()
+    if installation is None:
+        raise CommandError("There is no installation yet.", returncode=BAD_ARGUMENTS)
+    if scope == "installation":
+        row, label = scope_settings(installation), f"{installation} (installation)"
+    else:
+        district = District.objects.filter(slug=scope).first()
+        if district is None:
+            raise CommandError(f"No district has the slug {scope!r}.", returncode=BAD_ARGUMENTS)
+        effective = effective_settings(district)
+        row, label = effective.settings, f"{district} ({effective.source.label.lower()})"
+    if row is None:
+        raise CommandError(f"{label} has no saved mail settings.", returncode=BAD_ARGUMENTS)
+    try:
+        return Target(stored_smtp_config(row, installation), row, label)
+    except CredentialsUnreadable as exc:
+        raise CommandError(f"{exc} Enter the password again on the settings page.", returncode=NOT_OK) from exc
+
+
+def _explicit_base(host: str, port: int, kind: Transport, username: str, password: str) -> SmtpConfig:
+    """The installation's policy, EHLO name and CA bundle; the hosted policy when there is no installation."""
+    installation = Installation.objects.first()
+    if installation is not None:
+        return smtp_config(
+            installation=installation, host=host, port=port, transport=kind, username=username, password=password
+        )
+    return SmtpConfig(
+        host=host,
+        port=port,
+        transport=kind,
+        ehlo_name=settings.SMTP_EHLO_NAME,
+        policy=ReachPolicy(hosted=True),
+        username=username,
+        password=password,
+        connect_timeout=settings.SMTP_CONNECT_TIMEOUT,
+        total_timeout=settings.SMTP_TOTAL_TIMEOUT,
+    )
+
+
+def _read_ca(options: dict[str, Any]) -> str:
+    try:
+        return Path(options["ca_file"]).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"Cannot read --ca-file: {exc}", returncode=BAD_ARGUMENTS) from exc
+
+
+def _check_address(address: str) -> None:
+    try:
+        validate_email(address)
+    except ValidationError as exc:
+        raise CommandError(f"--send-to {address!r} is not an email address.", returncode=BAD_ARGUMENTS) from exc
+
+
+def _test_message(target: Target, to: str) -> tuple[EmailMessage, str]:
+    """The fixed test message naming the scope and the time; and the envelope sender."""
+    row = target.row
+    name, addr = (row.from_name, row.from_email) if row and row.from_email else parseaddr(settings.DEFAULT_FROM_EMAIL)
+    sender = format_address(name, addr)
+    now = timezone.localtime()
+    text = (
+        f"This is a test email from Destiny Mail for {target.label}, sent with manage.py smtp_test "
+        f"on {now:%Y-%m-%d at %H:%M %Z}.\n\nIf you can read it, the mail settings work.\n"
+    )
+    message = build_message(
+        sender=sender,
+        to=[to],
+        subject="Destiny Mail test email",
+        text=text,
+        reply_to=sender,
+        message_id=new_message_id(addr.rpartition("@")[2] or "localhost"),
+    )
+    return message, addr
+
+
+def _step_line(step: Step) -> str:
+    outcome = "ok" if step.ok else "FAIL"
+    elapsed = "(with the step before)" if step.elapsed_ms is None else f"{step.elapsed_ms:8.1f} ms"
+    return f"  {outcome:<5} {step.label:<14} {elapsed:>22}  {step.detail}".rstrip()
