@@ -1,7 +1,7 @@
 import pytest
 from django.urls import reverse
 
-from settings_app.models import Role, SettingsChange, SmtpSettings
+from settings_app.models import Role, SettingsChange, SmtpSettings, SmtpTestRecord
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -16,27 +16,28 @@ FORM = {
     "smtp-from_name": "",
     "smtp-from_email": "",
     "smtp-max_per_hour": "100",
+    "test-send_to": "patron@example.org",
 }
 INSTALLATION_FORM = {"name": "Renamed", "hosting_mode": "self_hosted", "allowed_networks": "127.0.0.0/8"}
 
-SCOPES = {
-    "installation": lambda action: reverse(
-        {
-            "view": "installation_options",
-            "save": "installation_options",
-            "clear": "installation_clear_password",
-            "general": "installation_general",
-        }[action]
-    ),
-    "north": lambda action: reverse(
-        {"view": "district_options", "save": "district_options", "clear": "district_clear_password"}[action],
-        kwargs={"slug": "north"},
-    ),
-    "south": lambda action: reverse(
-        {"view": "district_options", "save": "district_options", "clear": "district_clear_password"}[action],
-        kwargs={"slug": "south"},
-    ),
+URL_NAMES = {
+    "view": "options",
+    "save": "options",
+    "clear": "clear_password",
+    "test_server": "test_server",
+    "test_email": "test_email",
+    "general": "general",
 }
+
+
+def url(scope, action):
+    if scope == "installation":
+        return reverse(f"installation_{URL_NAMES[action]}")
+    return reverse(f"district_{URL_NAMES[action]}", kwargs={"slug": scope})
+
+
+SCOPES = ["installation", "north", "south"]
+ACTIONS = ["view", "save", "clear", "test_server", "test_email"]
 # Who may do anything at all to which scope.
 ALLOWED = {
     "super_admin": {"installation", "north", "south"},
@@ -49,7 +50,7 @@ CASES = [
     (persona, scope, action)
     for persona in [*ALLOWED, "anonymous"]
     for scope in SCOPES
-    for action in (["view", "save", "clear", "general"] if scope == "installation" else ["view", "save", "clear"])
+    for action in ([*ACTIONS, "general"] if scope == "installation" else ACTIONS)
 ]
 
 
@@ -70,32 +71,36 @@ def snapshot():
     return (
         sorted(SmtpSettings.objects.values_list("id", "host", "password_sealed", "max_per_hour")),
         SettingsChange.objects.count(),
+        SmtpTestRecord.objects.count(),
     )
 
 
 @pytest.mark.parametrize(("persona", "scope", "action"), CASES)
-def test_role_scope_action_matrix(client, world, persona, scope, action):
+def test_role_scope_action_matrix(client, world, plain_server, persona, scope, action):
     if persona != "anonymous":
         client.force_login(world[persona])
-    url = SCOPES[scope](action)
     before = snapshot()
 
     if action == "view":
-        response = client.get(url)
+        response = client.get(url(scope, action))
+    elif action == "general":
+        response = client.post(url(scope, action), INSTALLATION_FORM)
     else:
-        response = client.post(url, INSTALLATION_FORM if action == "general" else FORM)
+        test_form = {"smtp-host": "localhost", "smtp-port": plain_server.port, "smtp-transport": "none"}
+        response = client.post(url(scope, action), {**FORM, **test_form} if action.startswith("test") else FORM)
 
     if persona == "anonymous":
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("login"))
         assert snapshot() == before
     elif scope in ALLOWED[persona]:
-        assert response.status_code == (200 if action == "view" else 302)
+        assert response.status_code == (200 if action in ("view", "test_server", "test_email") else 302)
         if action != "view":
             assert snapshot() != before
     else:
         assert response.status_code == 404
         assert snapshot() == before
+        assert plain_server.recorded.ehlo_names == []
 
 
 def test_a_posted_scope_field_is_ignored(client, world, north, south):
