@@ -1,6 +1,7 @@
 import os
 
 import pytest
+from django.test.utils import override_settings
 
 from settings_app.models import RoleKind
 from tests import factories
@@ -22,6 +23,13 @@ def pytest_runtest_protocol(item, nextitem):
         return (yield)
     finally:
         del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def fast_password_hashing():
+    """Real hashing costs most of a second per test user; what these tests check does not depend on it."""
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 @pytest.fixture
