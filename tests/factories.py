@@ -20,7 +20,9 @@ def installation(**fields) -> Installation:
 
 def district(name: str | None = None, **fields) -> District:
     name = name or f"District {next(_seq)}"
-    fields.setdefault("installation", Installation.objects.get(id=1) if Installation.objects.exists() else installation())
+    fields.setdefault(
+        "installation", Installation.objects.get(id=1) if Installation.objects.exists() else installation()
+    )
     fields.setdefault("slug", name.lower().replace(" ", "-"))
     return District.objects.create(name=name, **fields)
 

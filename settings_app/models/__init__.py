@@ -19,7 +19,7 @@ from settings_app.models.scopes import (
     Scope,
     scope_kwargs,
 )
-from settings_app.models.smtp import SettingsChange, SmtpSettings, SmtpTestRecord, TestKind
+from settings_app.models.smtp import SettingsChange, SmtpSettings, SmtpTestRecord, TestKind, describe_destination
 
 __all__ = [
     "District",
@@ -34,6 +34,7 @@ __all__ = [
     "SmtpSettings",
     "SmtpTestRecord",
     "TestKind",
+    "describe_destination",
     "scope_kwargs",
 ]
 
