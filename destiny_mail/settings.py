@@ -129,3 +129,14 @@ SMTP_CONNECT_TIMEOUT = env.float("SMTP_CONNECT_TIMEOUT", default=10.0)
 SMTP_TOTAL_TIMEOUT = env.float("SMTP_TOTAL_TIMEOUT", default=30.0)
 # How many Test Server / Test email presses one user may make a minute.
 SMTP_TESTS_PER_MINUTE = env.int("SMTP_TESTS_PER_MINUTE", default=10)
+
+# Notice delivery (seconds unless said otherwise).
+DELIVERY_RETRY_BASE = env.int("DELIVERY_RETRY_BASE", default=60)  # first retry after a temporary failure
+DELIVERY_RETRY_MAX = env.int("DELIVERY_RETRY_MAX", default=3600)  # longest wait between retries
+DELIVERY_GIVE_UP_AFTER = env.int("DELIVERY_GIVE_UP_AFTER", default=3 * 24 * 3600)  # then the notice fails
+DELIVERY_BUSY_BASE = env.int("DELIVERY_BUSY_BASE", default=30)  # back-off of a configuration after a 421
+DELIVERY_BUSY_MAX = env.int("DELIVERY_BUSY_MAX", default=1800)
+DELIVERY_LEASE = env.int("DELIVERY_LEASE", default=120)  # a claimed batch returns to the queue after this
+DELIVERY_BATCH = env.int("DELIVERY_BATCH", default=500)  # notices per claim (one SMTP connection)
+DELIVERY_CAP_WINDOW = env.int("DELIVERY_CAP_WINDOW", default=3600)  # the "hour" of the hourly cap
+DELIVERY_SWEEP_INTERVAL = env.int("DELIVERY_SWEEP_INTERVAL", default=60)  # re-enqueue what is due or lost

@@ -10,6 +10,20 @@ def navigation(request: HttpRequest) -> dict:
     if not user.is_authenticated:
         return {}
     items = []
-    if permissions.is_super_admin(user) or permissions.administered_districts(user).exists():
-        items.append({"label": "Setup", "url": reverse("setup")})
+    if permissions.is_super_admin(user):
+        items += [
+            {"label": "Setup", "url": reverse("setup")},
+            {"label": "Delivery log", "url": reverse("delivery_log")},
+        ]
+    else:
+        districts = list(permissions.administered_districts(user))
+        if districts:
+            items.append({"label": "Setup", "url": reverse("setup")})
+        for district in districts:
+            label = "Delivery log" if len(districts) == 1 else f"Delivery log: {district.name}"
+            items.append({"label": label, "url": reverse("district_delivery_log", kwargs={"slug": district.slug})})
+    for school in permissions.own_schools(user):
+        items.append(
+            {"label": f"Notices: {school.name}", "url": reverse("school_notices", kwargs={"slug": school.slug})}
+        )
     return {"nav_items": items}

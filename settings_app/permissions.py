@@ -45,6 +45,11 @@ def staffed_schools(user: User) -> QuerySet[School]:
     return School.objects.filter(Q(roles__in=staff_roles) | Q(district__in=administered_districts(user))).distinct()
 
 
+def own_schools(user: User) -> QuerySet[School]:
+    """The schools where the user works as library staff (administrators reach schools through Setup)."""
+    return School.objects.filter(roles__in=_roles(user).filter(kind=RoleKind.LIBRARY_STAFF)).distinct()
+
+
 def get_installation_for_user(user: User) -> Installation:
     if not is_super_admin(user):
         raise Http404

@@ -11,6 +11,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from settings_app import crypto
 from settings_app.crypto import Destination
+from settings_app.delivery import queue
 from settings_app.mail.config import Transport
 from settings_app.mail.diagnosis import Diagnosis
 from settings_app.models import (
@@ -153,6 +154,7 @@ def smtp_test_record(
     if diagnosis.ok and row.paused_at:
         row.paused_at, row.pause_category, row.pause_detail = None, "", ""
         fields += ["paused_at", "pause_category", "pause_detail"]
+        queue.resume(row.pk)
     row.save(update_fields=fields)
 
 

@@ -246,3 +246,17 @@ def test_invalid_values_are_reported_without_connecting(client, consortium, supe
     assert response.status_code == 400
     assert "Fix these first" in response.content.decode()
     assert not SmtpTestRecord.objects.exists()
+
+
+def test_test_emails_count_toward_the_hourly_cap(client, consortium, super_admin, plain_server):
+    factories.smtp_settings(installation=consortium, host="localhost", port=plain_server.port, max_per_hour=1)
+    client.force_login(super_admin)
+    data = form(plain_server, transport="none", username="", password="")
+
+    first = client.post(TEST_EMAIL, data, **INLINE)
+    second = client.post(TEST_EMAIL, data, **INLINE)
+
+    assert first.status_code == 200
+    assert second.status_code == 429
+    assert "maximum of 1 emails in the last hour" in second.content.decode()
+    assert len(plain_server.recorded.messages) == 1

@@ -35,11 +35,11 @@ def setup_index(request: AuthenticatedRequest) -> HttpResponse:
     districts = permissions.administered_districts(request.user)
     if not districts.exists() and not permissions.is_super_admin(request.user):
         raise PermissionDenied
-    return render(
-        request,
-        "settings_app/setup.html",
-        {"is_super_admin": permissions.is_super_admin(request.user), "districts": districts},
-    )
+    context = {
+        "is_super_admin": permissions.is_super_admin(request.user),
+        "districts": districts.prefetch_related("schools"),
+    }
+    return render(request, "settings_app/setup.html", context)
 
 
 PENDING_SESSION_KEY = "pending_smtp_password"  # noqa: S105 - a session key, not a secret

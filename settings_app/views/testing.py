@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from settings_app import crypto, selectors, services
 from settings_app.crypto import Destination
+from settings_app.delivery import cap
 from settings_app.forms import TestEmailForm
 from settings_app.mail import transport
 from settings_app.mail.config import SmtpConfig
@@ -107,10 +108,18 @@ def test_connection(request: AuthenticatedRequest, kind: str, slug: str | None =
         return _show(
             request, scope, inline, status=429, error="Too many tests in a minute: wait a moment, then try again."
         )
-    form = smtp_form(request, scope, selectors.scope_settings(scope))
+    row = selectors.scope_settings(scope)
+    saved_cap = row.max_per_hour if row else None  # the form below writes the posted values into `row`
+    form = smtp_form(request, scope, row)
     email_form = TestEmailForm(request.POST, prefix="test") if kind == TestKind.EMAIL else None
     if not form.is_valid() or (email_form is not None and not email_form.is_valid()):
         return _show(request, scope, inline, status=400, smtp_form=form, email_form=email_form)
+    if email_form is not None and row is not None and (next_free := cap.try_reserve(row.pk)):
+        error = (
+            f"This mail server has sent its maximum of {saved_cap} emails in the last hour; "
+            f"the next can go at {timezone.localtime(next_free):%H:%M}."
+        )
+        return _show(request, scope, inline, status=429, smtp_form=form, email_form=email_form, error=error)
     data = form.cleaned_data
     diagnosis, note = _run(request, scope, data, email_form.cleaned_data["send_to"] if email_form else None)
     services.smtp_test_record(
