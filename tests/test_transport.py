@@ -443,6 +443,59 @@ async def test_invalid_address_in_a_session_is_classified_without_ending_it(plai
     assert good.ok
 
 
+class ReplyLines(asyncio.Protocol):
+    """A borrower's protocol: collects what the server says, line by line."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        self.arrived = asyncio.Event()
+
+    def data_received(self, data: bytes) -> None:
+        self.lines.extend(data.splitlines())
+        self.arrived.set()
+
+    async def replies(self, count: int) -> list[bytes]:
+        while len(self.lines) < count:
+            self.arrived.clear()
+            await asyncio.wait_for(self.arrived.wait(), 2)
+        return self.lines
+
+
+async def test_a_lent_transport_carries_raw_commands_and_the_session_goes_on_when_it_is_handed_back(starttls_server):
+    async with transport.open_session(login(starttls_server, Transport.TLS)) as session:
+        assert not session.pipelining  # aiosmtpd does not offer it
+        with session.lend_transport() as wire:
+            own, mine = wire.get_protocol(), ReplyLines()
+            wire.set_protocol(mine)
+            wire.write(f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<{PATRON}>\r\nDATA\r\n".encode())
+            replies = await mine.replies(3)
+            wire.write(raw_message(1))
+            replies = await mine.replies(4)
+            wire.set_protocol(own)
+        after = await session.send(raw_message(2), sender=SENDER, recipients=[PATRON])
+        assert session.alive
+
+    assert [line[:3] for line in replies] == [b"250", b"250", b"354", b"250"]
+    assert after.ok
+    received = starttls_server.recorded.messages
+    assert [m.message["Subject"] for m in received] == ["Notice 1", "Notice 2"]
+    assert all(m.tls and m.login == USERNAME for m in received)
+
+
+async def test_a_transport_not_handed_back_is_closed_and_no_quit_is_attempted(plain_server):
+    started = time.monotonic()
+    async with transport.open_session(plain_server.config()) as session:
+        with session.lend_transport() as wire:
+            mine = ReplyLines()
+            wire.set_protocol(mine)
+            wire.write(f"MAIL FROM:<{SENDER}>\r\n".encode())
+            await mine.replies(1)
+        assert wire.is_closing() and not session.alive
+
+    assert time.monotonic() - started < 1
+    assert plain_server.recorded.senders == [SENDER]
+
+
 # Connect to the vetted address, verify the name.
 
 

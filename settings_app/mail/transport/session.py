@@ -1,7 +1,8 @@
 """The connector's entry points: Test Server, Test email, and delivery sessions for notices."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from email.message import Message
 
@@ -105,6 +106,30 @@ class DeliverySession:
     def alive(self) -> bool:
         """False once the server said 421 or the connection was lost: nothing more is sent on it."""
         return self._client.is_connected
+
+    @property
+    def pipelining(self) -> bool:
+        """Whether the server's EHLO reply offers PIPELINING (RFC 2920)."""
+        return self._client.supports_extension("pipelining")
+
+    @contextmanager
+    def lend_transport(self) -> Iterator[asyncio.Transport]:
+        """The connection's transport, for a sender that writes commands and reads replies itself.
+
+        The borrower may set a protocol of its own on it; it hands the connection back by setting the protocol
+        it found there again, once every command it wrote has had its reply. A connection not handed back is
+        closed when the block ends (and the session says no QUIT). Raises SmtpProblem when the connection has
+        already ended.
+        """
+        wire = self._client.transport
+        if not self.alive or not isinstance(wire, asyncio.Transport):
+            raise SmtpProblem(Category.CONNECTION_LOST, "The connection ended after login.")
+        own = wire.get_protocol()
+        try:
+            yield wire
+        finally:
+            if wire.get_protocol() is not own:
+                wire.close()
 
     async def send(self, message: bytes | Message, *, sender: str, recipients: Sequence[str]) -> SendOutcome:
         """Send one message; every failure comes back as a classified outcome, never as an exception."""
