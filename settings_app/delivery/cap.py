@@ -20,7 +20,7 @@ from settings_app.models import CapReservation, DeliveryState, SmtpSettings
 
 def window() -> timedelta:
     """The length of the rolling window (an hour; shorter in tests)."""
-    return timedelta(seconds=getattr(settings, "DELIVERY_CAP_WINDOW", 3600))
+    return timedelta(seconds=settings.DELIVERY_CAP_WINDOW)
 
 
 @dataclass(frozen=True, slots=True)

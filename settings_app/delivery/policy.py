@@ -1,11 +1,11 @@
 """What each delivery outcome means for a notice and for its configuration, and when to try again.
 
-Settings (seconds unless noted), each with a default:
-DELIVERY_RETRY_BASE (60) and DELIVERY_RETRY_MAX (3600): exponential back-off with jitter per notice;
-DELIVERY_GIVE_UP_AFTER (3 days): a notice still undelivered this long after it was queued fails with its reason;
-DELIVERY_BUSY_BASE (30) and DELIVERY_BUSY_MAX (1800): back-off of a whole configuration after a 421 or an
-unreachable server; DELIVERY_LEASE (120): how long a worker may hold claimed notices;
-DELIVERY_BATCH (500, notices): the size of a claim; DELIVERY_CAP_WINDOW (3600): the cap's rolling window.
+Settings (seconds unless noted; defaults in destiny_mail/settings.py):
+DELIVERY_RETRY_BASE and DELIVERY_RETRY_MAX: exponential back-off with jitter per notice;
+DELIVERY_GIVE_UP_AFTER: a notice still undelivered this long after it was queued fails with its reason;
+DELIVERY_BUSY_BASE and DELIVERY_BUSY_MAX: back-off of a whole configuration after a 421 or an
+unreachable server; DELIVERY_LEASE: how long a worker may hold claimed notices;
+DELIVERY_BATCH (notices): the size of a claim; DELIVERY_CAP_WINDOW: the cap's rolling window.
 """
 
 import random
@@ -22,20 +22,16 @@ from settings_app.mail.diagnosis import ADVICE, Category
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
-def _seconds(name: str, default: float) -> timedelta:
-    return timedelta(seconds=getattr(settings, name, default))
-
-
 def lease() -> timedelta:
-    return _seconds("DELIVERY_LEASE", 120)
+    return timedelta(seconds=settings.DELIVERY_LEASE)
 
 
 def batch_size() -> int:
-    return int(getattr(settings, "DELIVERY_BATCH", 500))
+    return settings.DELIVERY_BATCH
 
 
 def give_up_after() -> timedelta:
-    return _seconds("DELIVERY_GIVE_UP_AFTER", 3 * 24 * 3600)
+    return timedelta(seconds=settings.DELIVERY_GIVE_UP_AFTER)
 
 
 def _jittered(base: timedelta, ceiling: timedelta, exponent: int) -> timedelta:
@@ -45,12 +41,14 @@ def _jittered(base: timedelta, ceiling: timedelta, exponent: int) -> timedelta:
 
 def retry_delay(attempts: int) -> timedelta:
     """How long a notice waits after its `attempts`-th temporary failure."""
-    return _jittered(_seconds("DELIVERY_RETRY_BASE", 60), _seconds("DELIVERY_RETRY_MAX", 3600), attempts - 1)
+    base, ceiling = timedelta(seconds=settings.DELIVERY_RETRY_BASE), timedelta(seconds=settings.DELIVERY_RETRY_MAX)
+    return _jittered(base, ceiling, attempts - 1)
 
 
 def busy_delay(streak: int) -> timedelta:
     """How long a whole configuration waits after its `streak`-th consecutive 421 or unreachable server."""
-    return _jittered(_seconds("DELIVERY_BUSY_BASE", 30), _seconds("DELIVERY_BUSY_MAX", 1800), streak - 1)
+    base, ceiling = timedelta(seconds=settings.DELIVERY_BUSY_BASE), timedelta(seconds=settings.DELIVERY_BUSY_MAX)
+    return _jittered(base, ceiling, streak - 1)
 
 
 def gives_up(created_at: datetime, now: datetime) -> bool:

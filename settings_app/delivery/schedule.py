@@ -12,7 +12,7 @@ from django.utils import timezone
 
 
 def sweep_interval() -> timedelta:
-    return timedelta(seconds=getattr(settings, "DELIVERY_SWEEP_INTERVAL", 60))
+    return timedelta(seconds=settings.DELIVERY_SWEEP_INTERVAL)
 
 
 def deliver_on_commit(settings_id: int) -> None:
