@@ -158,6 +158,18 @@ def smtp_test_record(
     row.save(update_fields=fields)
 
 
+def smtp_detect_record(*, scope: Scope, acting_user: User, host: str, found: bool) -> None:
+    """Audit one Auto-detect (it counts toward the same per-user limit as the tests)."""
+    SmtpTestRecord.objects.create(
+        user=acting_user,
+        kind=TestKind.DETECT,
+        destination=f"{host} (ports 465, 587, 25)",
+        ok=found,
+        category="ok" if found else "not_found",
+        **scope_kwargs(scope),
+    )
+
+
 def _carry_recent_test(row: SmtpSettings, scope: Scope, acting_user: User) -> None:
     """A destination tested just before it was saved keeps that test's outcome as its health."""
     recent = (

@@ -13,12 +13,14 @@ urlpatterns = [
     path("setup/installation/options/clear-password/", setup.clear_password, name="installation_clear_password"),
     path("setup/installation/options/test-server/", testing.test_connection, SERVER, name="installation_test_server"),
     path("setup/installation/options/test-email/", testing.test_connection, EMAIL, name="installation_test_email"),
+    path("setup/installation/options/detect/", testing.detect, name="installation_detect"),
     path("setup/districts/<slug:slug>/options/", setup.options, name="district_options"),
     path("setup/districts/<slug:slug>/options/clear-password/", setup.clear_password, name="district_clear_password"),
     path(
         "setup/districts/<slug:slug>/options/test-server/", testing.test_connection, SERVER, name="district_test_server"
     ),
     path("setup/districts/<slug:slug>/options/test-email/", testing.test_connection, EMAIL, name="district_test_email"),
+    path("setup/districts/<slug:slug>/options/detect/", testing.detect, name="district_detect"),
     # Notices and delivery
     path("schools/<slug:slug>/notices/", notices.school_notices, name="school_notices"),
     path("schools/<slug:slug>/resource-list/", notices.resource_list, name="resource_list"),

@@ -118,6 +118,7 @@ class SettingsChange(models.Model):
 class TestKind(models.TextChoices):
     SERVER = "server", "Test Server"
     EMAIL = "email", "Test email"
+    DETECT = "detect", "Auto-detect"
 
 
 class SmtpTestRecord(models.Model):

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from settings_app import crypto, permissions, selectors, services
 from settings_app.crypto import Destination
 from settings_app.forms import InstallationForm, MailSourceForm, SmtpSettingsForm, TestEmailForm
+from settings_app.mail import presets
 from settings_app.models import District, Installation, MailSource, Scope, SmtpSettings, scope_kwargs
 from settings_app.permissions import AuthenticatedRequest
 
@@ -88,16 +89,10 @@ def _options_url(scope: Scope) -> str:
 
 
 def _test_urls(scope: Scope) -> dict[str, str]:
+    actions = {"test_server_url": "test_server", "test_email_url": "test_email", "detect_url": "detect"}
     if isinstance(scope, District):
-        kwargs = {"slug": scope.slug}
-        return {
-            "test_server_url": reverse("district_test_server", kwargs=kwargs),
-            "test_email_url": reverse("district_test_email", kwargs=kwargs),
-        }
-    return {
-        "test_server_url": reverse("installation_test_server"),
-        "test_email_url": reverse("installation_test_email"),
-    }
+        return {key: reverse(f"district_{name}", kwargs={"slug": scope.slug}) for key, name in actions.items()}
+    return {key: reverse(f"installation_{name}") for key, name in actions.items()}
 
 
 def installation_of(scope: Scope) -> Installation:
@@ -105,11 +100,18 @@ def installation_of(scope: Scope) -> Installation:
 
 
 def smtp_form(
-    request: AuthenticatedRequest, scope: Scope, row: SmtpSettings | None, *, bound: bool = True
+    request: AuthenticatedRequest,
+    scope: Scope,
+    row: SmtpSettings | None,
+    *,
+    bound: bool = True,
+    initial: dict | None = None,
 ) -> SmtpSettingsForm:
     instance = row or SmtpSettings(**scope_kwargs(scope))
     data = request.POST if bound and request.method == "POST" else None
-    return SmtpSettingsForm(data, instance=instance, installation=installation_of(scope), prefix="smtp")
+    return SmtpSettingsForm(
+        data, instance=instance, initial=initial, installation=installation_of(scope), prefix="smtp"
+    )
 
 
 def page(request: AuthenticatedRequest, scope: Scope, *, status: int = 200, **given) -> HttpResponse:
@@ -124,7 +126,10 @@ def page(request: AuthenticatedRequest, scope: Scope, *, status: int = 200, **gi
         **_test_urls(scope),
         **given,
     }
-    context.setdefault("smtp_form", smtp_form(request, scope, row, bound=False))
+    preset = presets.BY_KEY.get(request.GET.get("preset", ""))
+    initial = {"host": preset.host, "port": preset.port, "transport": preset.transport} if preset else None
+    context.setdefault("smtp_form", smtp_form(request, scope, row, bound=False, initial=initial))
+    context.update(presets=presets.PRESETS, preset=preset)
     context["email_form"] = given.get("email_form") or TestEmailForm(
         prefix="test", initial={"send_to": getattr(request.user, "email", "")}
     )

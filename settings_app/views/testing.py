@@ -4,6 +4,7 @@ from email.utils import parseaddr
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
@@ -14,8 +15,9 @@ from django.views.decorators.http import require_POST
 from settings_app import crypto, selectors, services
 from settings_app.crypto import Destination
 from settings_app.delivery import cap
-from settings_app.forms import TestEmailForm
-from settings_app.mail import transport
+from settings_app.forms import TestEmailForm, normalise_host
+from settings_app.mail import detect as mail_detect
+from settings_app.mail import presets, transport
 from settings_app.mail.config import SmtpConfig
 from settings_app.mail.diagnosis import Category, Diagnosis
 from settings_app.mail.message import build_message, format_address, new_message_id
@@ -139,3 +141,42 @@ def _show(request: AuthenticatedRequest, scope: Scope, inline: bool, *, status: 
         return render(request, "settings_app/_test_result.html", context, status=status)
     destination_typed = context.get("diagnosis") is not None and bool(request.POST.get("smtp-password"))
     return page(request, scope, status=status, password_kept=destination_typed, **context)
+
+
+def _detect_host(request: AuthenticatedRequest, scope: Scope) -> str:
+    """The typed server address, else the host of the provider of the typed From email (raises ValidationError)."""
+    typed = request.POST.get("smtp-host", "").strip()
+    if typed:
+        return normalise_host(typed, hosted=installation_of(scope).hosted)
+    preset = presets.for_email(request.POST.get("smtp-from_email", ""))
+    if preset is None:
+        raise ValidationError("Enter the server address (or a From/Reply-To email at a known provider) first.")
+    return preset.host
+
+
+@require_POST
+def detect(request: AuthenticatedRequest, slug: str | None = None) -> HttpResponse:
+    """Auto-detect: probe 465, 587 and 25 of the host at once and propose the best port and transport."""
+    scope = scope_for(request, slug)
+    inline = request.headers.get("X-Requested-With") == "fetch"
+    if selectors.tests_in_the_last_minute(request.user) >= settings.SMTP_TESTS_PER_MINUTE:
+        return _show(
+            request, scope, inline, status=429, error="Too many tests in a minute: wait a moment, then try again."
+        )
+    try:
+        host = _detect_host(request, scope)
+    except ValidationError as exc:
+        return _show(request, scope, inline, status=400, error=" ".join(exc.messages))
+    base = selectors.smtp_config(installation=installation_of(scope), host=host, port=25, transport="none")
+    detection = async_to_sync(mail_detect.detect)(base)
+    services.smtp_detect_record(scope=scope, acting_user=request.user, host=host, found=detection.best is not None)
+    if inline:
+        return render(request, "settings_app/_detect_result.html", {"detection": detection})
+    initial: dict[str, object] = {
+        key.removeprefix("smtp-"): value for key, value in request.POST.items() if key.startswith("smtp-")
+    }
+    initial.pop("password", None)
+    if detection.best:
+        initial.update(host=host, port=detection.best.port, transport=detection.best.best_transport)
+    form = smtp_form(request, scope, selectors.scope_settings(scope), bound=False, initial=initial)
+    return page(request, scope, smtp_form=form, detection=detection)

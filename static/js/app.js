@@ -27,26 +27,17 @@ function toggleOwnServer(form) {
   update();
 }
 
-document.addEventListener("DOMContentLoaded", () => {
-  document.querySelectorAll("form.smtp-form").forEach((form) => {
-    proposePorts(form);
-    toggleOwnServer(form);
-    inlineTests(form);
-  });
-});
-
-// Test Server / Test email run in place: the page, and the password typed into it, stay as they are.
-function inlineTests(form) {
-  const result = form.querySelector("#test-result");
-  if (!result) return;
+// Test Server, Test email and Auto-detect run in place: the page, and the password typed into it, stay as they are.
+function inlineActions(form) {
   form.addEventListener("submit", async (event) => {
     const button = event.submitter;
-    if (!button || !button.hasAttribute("data-inline-test")) return;
+    const target = button && document.getElementById(button.dataset.inline || "");
+    if (!target) return;
     event.preventDefault();
-    const buttons = form.querySelectorAll("[data-inline-test]");
+    const buttons = form.querySelectorAll("[data-inline]");
     buttons.forEach((b) => { b.disabled = true; });
-    result.setAttribute("aria-busy", "true");
-    result.innerHTML = '<p class="progress"><span class="spinner" aria-hidden="true"></span>Testing ' +
+    target.setAttribute("aria-busy", "true");
+    target.innerHTML = '<p class="progress"><span class="spinner" aria-hidden="true"></span>Working ' +
       "— this can take up to 30 seconds…</p>";
     try {
       const response = await fetch(button.formAction, {
@@ -55,13 +46,51 @@ function inlineTests(form) {
         headers: { "X-Requested-With": "fetch" },
         credentials: "same-origin",
       });
-      result.innerHTML = await response.text();
+      target.innerHTML = await response.text();
+      applyDetected(form, target.querySelector("[data-detected]"));
     } catch (error) {
-      result.innerHTML = '<div class="verdict verdict-fail"><h3>The test could not run</h3>' +
+      target.innerHTML = '<div class="verdict verdict-fail"><h3>That did not run</h3>' +
         "<p>The connection to Destiny Mail failed. Check your network and try again.</p></div>";
     } finally {
       buttons.forEach((b) => { b.disabled = false; });
-      result.removeAttribute("aria-busy");
+      target.removeAttribute("aria-busy");
     }
   });
 }
+
+function setField(form, suffix, value) {
+  const field = form.querySelector(`[name$='${suffix}']`);
+  if (field) field.value = value;
+}
+
+function applyDetected(form, found) {
+  if (!found) return;
+  setField(form, "host", found.dataset.host);
+  setField(form, "transport", found.dataset.transport);
+  setField(form, "port", found.dataset.port);
+}
+
+// A known provider fills the server fields at once and shows its caveat.
+function presets(form) {
+  const chooser = document.getElementById("id_preset");
+  const caveat = document.getElementById("preset-caveat");
+  if (!chooser) return;
+  document.querySelectorAll(".no-js-only").forEach((element) => { element.hidden = true; });
+  chooser.addEventListener("change", () => {
+    const option = chooser.selectedOptions[0];
+    if (!option || !option.value) return;
+    setField(form, "host", option.dataset.host);
+    setField(form, "transport", option.dataset.transport);
+    setField(form, "port", option.dataset.port);
+    caveat.textContent = `${option.textContent}: ${option.dataset.caveat}`;
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("form.smtp-form").forEach((form) => {
+    proposePorts(form);
+    toggleOwnServer(form);
+    inlineActions(form);
+    presets(form);
+  });
+});
