@@ -113,6 +113,9 @@ STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "var" / "static
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
+# Error pages and reports hide every secret-looking variable and posted field, even with DEBUG on.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "destiny_mail.error_reports.SecretHidingFilter"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
