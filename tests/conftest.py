@@ -1,10 +1,12 @@
 import os
 
 import pytest
+from django.db import connections
 from django.test.utils import override_settings
 
 from settings_app.models import RoleKind
 from tests import factories
+from tests.smtp_servers import EHLO_NAME
 
 pytest_plugins = ["tests.smtp_servers"]
 
@@ -12,6 +14,12 @@ pytest_plugins = ["tests.smtp_servers"]
 def pytest_collection_modifyitems(config, items):
     """Browser tests run last: sync Playwright keeps an event loop in the main thread."""
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+def pytest_runtest_setup(item):
+    """Tests marked postgres need what SQLite lacks (SKIP LOCKED, concurrent writers): skip them elsewhere."""
+    if item.get_closest_marker("postgres") and connections["default"].vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL=postgres://...)")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -35,6 +43,15 @@ def fast_password_hashing():
 @pytest.fixture
 def installation(db):
     return factories.installation()
+
+
+@pytest.fixture
+def consortium(installation, smtp_ca):
+    """The installation, trusting the test CA and announcing the test EHLO name: ready for the test servers."""
+    installation.ca_bundle = smtp_ca.pem
+    installation.ehlo_name = EHLO_NAME
+    installation.save()
+    return installation
 
 
 @pytest.fixture

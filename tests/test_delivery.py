@@ -28,6 +28,7 @@ from settings_app.models import (
     Patron,
 )
 from tests import factories
+from tests.smtp_servers import PASSWORD, USERNAME
 
 TODAY = dt.date(2025, 3, 10)
 
@@ -50,8 +51,8 @@ def school(north):
 
 
 def settings_for(installation, port, **fields):
-    fields = {"from_name": "North Library", "from_email": "library@north.example.org", **fields}
-    return factories.smtp_settings(installation=installation, host="127.0.0.1", port=port, **fields)
+    fields = {"host": "127.0.0.1", "from_name": "North Library", "from_email": "library@north.example.org", **fields}
+    return factories.smtp_settings(installation=installation, port=port, **fields)
 
 
 @pytest.fixture
@@ -471,3 +472,34 @@ def test_the_pipelined_sender_keeps_going_after_a_refused_recipient(handler, ser
     assert [(r.accepted, r.code) for r in results] == [(True, 250), (False, 550), (True, 250)]
     assert [m.rcpt_tos for m in handler.messages] == [("a@example.org",), ("b@example.org",)]
     assert all(m.message.get_content().replace("\r\n", "\n") == ".\nbye\n" for m in handler.messages)
+
+
+@pytest.mark.parametrize(
+    ("server_name", "transport", "category"),
+    [
+        ("expired_cert", "tls", "cert_expired"),
+        ("untrusted_cert", "tls", "cert_untrusted"),
+        ("wrong_name_cert", "ssl", "cert_hostname"),
+    ],
+)
+def test_a_certificate_failure_pauses_the_configuration_and_the_notices_wait(
+    school, installation, smtp_ca, north_staff, request, server_name, transport, category
+):
+    server = request.getfixturevalue(f"{server_name}_server")
+    installation.ca_bundle = smtp_ca.pem
+    installation.save()
+    row = settings_for(
+        installation, server.port, host="localhost", transport=transport, username=USERNAME, password=PASSWORD
+    )
+    overdue(school, "Ana Lima", "ana@example.org", "Dune")
+    queue_overdue(school, north_staff)
+
+    worker.deliver(row.pk)
+    worker.deliver(row.pk)  # paused: not tried again
+
+    row.refresh_from_db()
+    notice = Notice.objects.get()
+    assert row.paused_at is not None and row.pause_category == category
+    assert notice.status == NoticeStatus.QUEUED and notice.attempts == 0 and notice.failed_at is None
+    assert not DeliveryAttempt.objects.exists()
+    assert server.recorded.logins == [] and server.recorded.messages == []
