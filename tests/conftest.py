@@ -6,7 +6,6 @@ from django.test.utils import override_settings
 
 from settings_app.models import RoleKind
 from tests import factories
-from tests.smtp_servers import EHLO_NAME
 
 pytest_plugins = ["tests.smtp_servers"]
 
@@ -48,6 +47,8 @@ def installation(db):
 @pytest.fixture
 def consortium(installation, smtp_ca):
     """The installation, trusting the test CA and announcing the test EHLO name: ready for the test servers."""
+    from tests.smtp_servers import EHLO_NAME  # imported late: pytest rewrites its asserts as a plugin
+
     installation.ca_bundle = smtp_ca.pem
     installation.ehlo_name = EHLO_NAME
     installation.save()

@@ -9,14 +9,6 @@ from tests.smtp_servers import EHLO_NAME, PASSWORD, USERNAME
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def consortium(installation, smtp_ca):
-    installation.ca_bundle = smtp_ca.pem
-    installation.ehlo_name = EHLO_NAME
-    installation.save()
-    return installation
-
-
 def type_settings(page, server):
     page.get_by_label("SMTP (mail) server address").fill("localhost")
     page.get_by_label("Transport protocol").select_option(label="TLS (STARTTLS)")

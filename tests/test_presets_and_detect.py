@@ -8,7 +8,6 @@ from django.urls import reverse
 from settings_app.mail import detect, presets
 from settings_app.mail.config import Transport
 from settings_app.models import SmtpTestRecord
-from tests.smtp_servers import EHLO_NAME
 
 INLINE = {"HTTP_X_REQUESTED_WITH": "fetch"}
 
@@ -84,14 +83,6 @@ async def test_detect_probes_at_the_same_time(monkeypatch, silent_server):
         "protocol",
         "wrong_transport_starttls_on_ssl_port",
     }
-
-
-@pytest.fixture
-def consortium(installation, smtp_ca):
-    installation.ca_bundle = smtp_ca.pem
-    installation.ehlo_name = EHLO_NAME
-    installation.save()
-    return installation
 
 
 @pytest.mark.django_db

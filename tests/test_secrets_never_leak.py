@@ -10,17 +10,9 @@ from django.views.debug import ExceptionReporter
 
 from settings_app.mail import transport
 from settings_app.selectors import scope_settings
-from tests.smtp_servers import EHLO_NAME, PASSWORD, USERNAME
+from tests.smtp_servers import PASSWORD, USERNAME
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def consortium(installation, smtp_ca):
-    installation.ca_bundle = smtp_ca.pem
-    installation.ehlo_name = EHLO_NAME
-    installation.save()
-    return installation
 
 
 def posted(server, **changes):

@@ -20,14 +20,6 @@ TEST_EMAIL = reverse("installation_test_email")
 INLINE = {"HTTP_X_REQUESTED_WITH": "fetch"}
 
 
-@pytest.fixture
-def consortium(installation, smtp_ca):
-    installation.ca_bundle = smtp_ca.pem
-    installation.ehlo_name = EHLO_NAME
-    installation.save()
-    return installation
-
-
 def form(server, transport="tls", username=USERNAME, password=PASSWORD, **changes):
     data = {
         "smtp-host": "localhost",
