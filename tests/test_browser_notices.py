@@ -23,10 +23,8 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 @pytest.fixture
 def mail_server():
-    handler = RecordingHandler()
-    controller = smtp_server(handler)
-    handler.port = controller.port
-    yield handler
+    controller = smtp_server(RecordingHandler())
+    yield controller
     controller.stop()
 
 
@@ -98,8 +96,9 @@ def test_staff_send_overdue_notices_as_themselves_and_the_admin_sees_them_sent(
     page.screenshot(path=SCREENSHOTS / "delivery-log.png", full_page=True)
 
     sent = {n.message_id for n in Notice.objects.filter(status=NoticeStatus.SENT)}
-    assert {m.message["Message-ID"] for m in mail_server.messages} == sent and len(sent) == 2
-    for received in mail_server.messages:
+    messages = mail_server.handler.messages
+    assert {m.message["Message-ID"] for m in messages} == sent and len(sent) == 2
+    for received in messages:
         message = received.message
         assert str(message["From"]) == str(message["Reply-To"]) == f"Robin Reed <{north_staff.email}>"
         assert received.mail_from == "library@north.example.org"  # the envelope stays the configuration's

@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 from django.test import override_settings
@@ -143,7 +144,7 @@ def test_421_closes_the_connection_and_backs_off_the_whole_configuration(school,
     assert attempts == [0, 1], "the second notice was not tried on a closing connection"
     assert set(Notice.objects.values_list("status", flat=True)) == {NoticeStatus.QUEUED}
     state = DeliveryState.objects.get(smtp_settings=row)
-    assert state.not_before > timezone.now() and "421" in state.busy_reply
+    assert state.not_before is not None and state.not_before > timezone.now() and "421" in state.busy_reply
     worker.deliver(row.pk)  # still backing off: nothing is tried
     assert sorted(Notice.objects.values_list("attempts", flat=True)) == [0, 1]
 
@@ -462,7 +463,7 @@ def test_the_pipelined_sender_keeps_going_after_a_refused_recipient(handler, ser
         writer.write(b"EHLO client.example.org\r\n")
         while not (await reader.readline()).startswith(b"250 "):
             pass
-        sender = PipelinedSender(writer.transport, pipelining=True, timeout=5)
+        sender = PipelinedSender(cast(asyncio.Transport, writer.transport), pipelining=True, timeout=5)
         messages = [Outgoing(i, f"{name}@example.org", body % i) for i, name in enumerate(["a", "no", "b"])]
         results = await sender.send("me@example.org", messages)
         await sender.quit()

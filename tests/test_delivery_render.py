@@ -12,7 +12,7 @@ from settings_app.delivery.queue import clean_name
 from settings_app.delivery.render import Letter, Letterhead, NoticeWriter, render_full
 
 WHEN = dt.datetime(2025, 3, 10, 9, 30, tzinfo=dt.UTC)
-text = st.text(st.characters(exclude_categories=("Cs",)), max_size=60)
+text = st.text(st.characters(exclude_categories=["Cs"]), max_size=60)
 names = text.map(clean_name)
 titles = st.lists(text.filter(str.strip), min_size=1, max_size=4)
 
@@ -51,8 +51,10 @@ def test_every_written_message_parses_back_to_its_headers_and_bodies(name, title
     assert parsed["Message-ID"] == "<abc.123@destiny.example.org>"
     assert parsed["Date"].datetime == WHEN
     assert str(parsed["From"]) == str(parsed["Reply-To"]) == "Ms Reed <reed@example.org>"
-    assert parsed.get_body(("plain",)).get_content().replace("\r\n", "\n") == full_text
-    assert parsed.get_body(("html",)).get_content().replace("\r\n", "\n") == full_html
+    plain, html = parsed.get_body(("plain",)), parsed.get_body(("html",))
+    assert plain is not None and html is not None
+    assert plain.get_content().replace("\r\n", "\n") == full_text
+    assert html.get_content().replace("\r\n", "\n") == full_html
 
 
 def test_html_slots_are_escaped_and_text_slots_are_not():
