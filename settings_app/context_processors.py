@@ -5,10 +5,15 @@ from settings_app import permissions
 
 
 def navigation(request: HttpRequest) -> dict:
-    """The main menu: only the places the user's roles open."""
-    user = request.user
-    if not user.is_authenticated:
+    """The main menu, worked out only when a page shows it (fragments never do)."""
+    if not request.user.is_authenticated:
         return {}
+    return {"nav_items": lambda: _items(request)}
+
+
+def _items(request: HttpRequest) -> list[dict[str, str]]:
+    """Only the places the user's roles open."""
+    user = request.user
     items = []
     if permissions.is_super_admin(user):
         items += [
@@ -26,4 +31,4 @@ def navigation(request: HttpRequest) -> dict:
         items.append(
             {"label": f"Notices: {school.name}", "url": reverse("school_notices", kwargs={"slug": school.slug})}
         )
-    return {"nav_items": items}
+    return items
