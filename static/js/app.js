@@ -58,8 +58,9 @@ function inlineActions(form) {
   });
 }
 
-function setField(form, suffix, value) {
-  const field = form.querySelector(`[name$='${suffix}']`);
+// Fields are named "<prefix>-<name>": match the dash too, or "port" would also find "transport".
+function setField(form, name, value) {
+  const field = form.querySelector(`[name$='-${name}']`);
   if (field) field.value = value;
 }
 
