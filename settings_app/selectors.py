@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from settings_app.crypto import CredentialsUnreadable
 from settings_app.mail.config import SmtpConfig, Transport
+from settings_app.mail.diagnosis import ADVICE, Advice, Category
 from settings_app.models import (
     District,
     Installation,
@@ -65,6 +66,20 @@ class Effective:
     @property
     def paused(self) -> bool:
         return self.settings is not None and self.settings.paused_at is not None
+
+    @property
+    def pause_advice(self) -> Advice | None:
+        return pause_advice(self.settings)
+
+
+def pause_advice(row: SmtpSettings | None) -> Advice | None:
+    """What stopped delivery through a paused configuration, and the fix (None when it is not paused)."""
+    if row is None or row.paused_at is None:
+        return None
+    try:
+        return ADVICE[Category(row.pause_category)]
+    except ValueError:
+        return None
 
 
 def scope_settings(scope: Scope) -> SmtpSettings | None:

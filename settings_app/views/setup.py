@@ -121,6 +121,7 @@ def page(request: AuthenticatedRequest, scope: Scope, *, status: int = 200, **gi
         "scope": scope,
         "row": row,
         "password": selectors.password_status(row),
+        "pause_advice": selectors.pause_advice(row),
         "history": selectors.settings_history(scope),
         "options_url": _options_url(scope),
         **_test_urls(scope),
