@@ -83,7 +83,8 @@ def pause_advice(row: SmtpSettings | None) -> Advice | None:
 
 
 def scope_settings(scope: Scope) -> SmtpSettings | None:
-    return SmtpSettings.objects.filter(**scope_kwargs(scope)).first()
+    people = ("updated_by", "password_changed_by", "last_test_by")
+    return SmtpSettings.objects.filter(**scope_kwargs(scope)).select_related(*people).first()
 
 
 def effective_settings(district: District) -> Effective:

@@ -132,10 +132,11 @@ def installation_update(*, installation: Installation, values: dict[str, Any], a
 
 def smtp_test_record(
     *, scope: Scope, acting_user: User, kind: TestKind, destination: Destination, diagnosis: Diagnosis
-) -> None:
+) -> bool:
     """Audit one Test Server / Test email; when it tested the saved destination, it sets the scope's health.
 
-    A good test of the saved destination also resumes delivery paused by a configuration problem.
+    A good test of the saved destination also resumes delivery paused by a configuration problem: returns
+    whether it did.
     """
     SmtpTestRecord.objects.create(
         user=acting_user,
@@ -147,15 +148,17 @@ def smtp_test_record(
     )
     row = scope_settings(scope)
     if row is None or row.destination != destination:
-        return
+        return False
+    resumed = diagnosis.ok and row.paused_at is not None
     row.last_test_ok, row.last_test_at, row.last_test_by = diagnosis.ok, timezone.now(), acting_user
     row.last_test_category = diagnosis.category
     fields = ["last_test_ok", "last_test_at", "last_test_by", "last_test_category"]
-    if diagnosis.ok and row.paused_at:
+    if resumed:
         row.paused_at, row.pause_category, row.pause_detail = None, "", ""
         fields += ["paused_at", "pause_category", "pause_detail"]
         queue.resume(row.pk)
     row.save(update_fields=fields)
+    return resumed
 
 
 def smtp_detect_record(*, scope: Scope, acting_user: User, host: str, found: bool) -> None:

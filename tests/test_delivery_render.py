@@ -3,9 +3,10 @@
 import datetime as dt
 import email
 import email.policy
+from email.header import decode_header, make_header
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from settings_app.delivery.queue import clean_name
@@ -36,6 +37,7 @@ def test_the_fast_bodies_equal_a_full_django_render_whatever_the_values(kind, na
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(name=names, titles=titles)
+@example(name="0" * 26 + "¡" * 10, titles=["0"])  # a name split across two encoded words
 def test_every_written_message_parses_back_to_its_headers_and_bodies(name, titles):
     items = [{"title": title, "due": "2025-03-01"} for title in titles]
     head, body = letterhead(), letter(name, "", items)
@@ -46,7 +48,11 @@ def test_every_written_message_parses_back_to_its_headers_and_bodies(name, title
     assert max(len(line) for line in raw.split(b"\r\n")) <= 78
     assert b"\n" not in raw.replace(b"\r\n", b"")
     (to,) = parsed["To"].addresses
-    assert (to.display_name, to.addr_spec) == (name, "ana@example.org")
+    assert to.addr_spec == "ana@example.org"
+    # Python's address parser keeps the space between adjacent encoded words that RFC 2047 (6.2) says to drop
+    # (its own folding trips over it too); the RFC 2047 decoder of email.header reads them right.
+    rfc2047 = str(make_header(decode_header(email.message_from_bytes(raw, policy=email.policy.compat32)["To"])))
+    assert to.display_name == name or rfc2047 == f"{name} <ana@example.org>"
     assert parsed["Subject"] == subject
     assert parsed["Message-ID"] == "<abc.123@destiny.example.org>"
     assert parsed["Date"].datetime == WHEN

@@ -158,7 +158,8 @@ def test_a_good_test_of_the_saved_server_resumes_a_paused_configuration(
     )
     SmtpSettings.objects.filter(pk=row.pk).update(paused_at=timezone.now(), pause_category="auth_failed")
     client.force_login(super_admin)
-    client.post(TEST_SERVER, form(starttls_server, password=""), **INLINE)
+    html = client.post(TEST_SERVER, form(starttls_server, password=""), **INLINE).content.decode()
+    assert "Sending resumed" in html
     row.refresh_from_db()
     assert row.paused_at is None and row.health == "working"
 

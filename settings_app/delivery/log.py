@@ -13,7 +13,6 @@ from settings_app.delivery.queue import overdue_loans
 from settings_app.models import (
     DeliveryAttempt,
     District,
-    MailSource,
     Notice,
     NoticeStatus,
     Patron,
@@ -23,33 +22,9 @@ from settings_app.models import (
 from settings_app.selectors import effective_settings
 
 
-@dataclass(frozen=True, slots=True)
-class EmailStatus:
-    """Whether a school can send, through which configuration, and whether it is paused."""
-
-    row: SmtpSettings | None
-    using_consortium: bool
-
-    @property
-    def configured(self) -> bool:
-        return self.row is not None
-
-    @property
-    def paused(self) -> bool:
-        return self.row is not None and self.row.paused_at is not None
-
-    @property
-    def default_sender(self) -> str:
-        """The From/Reply-To used when staff leave theirs blank."""
-        if self.row is not None and self.row.from_email:
-            return f"{self.row.from_name} <{self.row.from_email}>"
-        name, address = render.default_sender()
-        return f"{name} <{address}>" if name else address
-
-
-def email_status(school: School) -> EmailStatus:
-    effective = effective_settings(school.district)
-    return EmailStatus(effective.settings, effective.source == MailSource.CONSORTIUM)
+def default_sender_label(row: SmtpSettings | None) -> str:
+    name, address = render.sender_of(row)
+    return f"{name} <{address}>" if name else address
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +49,7 @@ def overdue_summary(school: School, today: date | None = None) -> OverdueSummary
 
 
 def first_overdue_preview(
-    school: School, status: EmailStatus, today: date | None = None
+    school: School, row: SmtpSettings | None, today: date | None = None
 ) -> tuple[str, str, str] | None:
     """Subject, text and HTML of the notice the first reachable patron would get (None when nobody would)."""
     today = today or timezone.localdate()
@@ -83,18 +58,12 @@ def first_overdue_preview(
         return None
     patron = loans[0].patron
     items = [{"title": loan.title, "due": loan.due_on.isoformat()} for loan in loans if loan.patron_id == patron.pk]
-    name, address = _sender(status)
+    name, address = render.sender_of(row)
     letterhead = render.Letterhead(
         "overdue", school.name, school.district.name, name, address, bool(school.district.installation.divert_all_to)
     )
     letter = render.Letter(patron.name, patron.email, "", items, "<preview@localhost>", timezone.now())
     return render.render_full(letterhead, letter)
-
-
-def _sender(status: EmailStatus) -> tuple[str, str]:
-    if status.row is not None and status.row.from_email:
-        return status.row.from_name, status.row.from_email
-    return render.default_sender()
 
 
 def log_notices(

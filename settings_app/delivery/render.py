@@ -32,6 +32,8 @@ from django.template.loader import render_to_string
 from django.utils import formats
 from django.utils.safestring import mark_safe
 
+from settings_app.models import SmtpSettings
+
 _OPEN, _CLOSE = "\ue000", "\ue001"
 _SLOT = re.compile(f"{_OPEN}([a-z_]+){_CLOSE}")
 MAIN_SLOTS = ("recipient_name", "original_recipient", "note", "items")
@@ -89,6 +91,13 @@ class Letter:
 def default_sender() -> tuple[str, str]:
     """DEFAULT_FROM_EMAIL as (display name, address)."""
     return parseaddr(settings.DEFAULT_FROM_EMAIL)
+
+
+def sender_of(row: SmtpSettings | None) -> tuple[str, str]:
+    """The name and address a configuration's notices go out as when staff leave theirs blank."""
+    if row is not None and row.from_email:
+        return row.from_name, row.from_email
+    return default_sender()
 
 
 def ascii_address(value: str) -> str:

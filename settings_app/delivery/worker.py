@@ -124,12 +124,11 @@ def _plan(settings_id: int) -> Plan | None:
     except crypto.CredentialsUnreadable as exc:
         pause(row.pk, Category.PASSWORD_REQUIRED, f"{exc} Enter the password again and press Test Server.")
         return None
-    fallback = render.default_sender()
-    default_sender = (row.from_name, row.from_email) if row.from_email else fallback
+    default_sender = render.sender_of(row)
     return Plan(
         settings_id=row.pk,
         config=config,
-        envelope_sender=render.ascii_address(row.from_email or fallback[1]),
+        envelope_sender=render.ascii_address(default_sender[1]),
         default_sender=default_sender,
         divert_to=installation.divert_all_to,
         schools=schools,

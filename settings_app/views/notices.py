@@ -9,13 +9,14 @@ from settings_app.delivery import log, queue
 from settings_app.delivery.forms import ResourceListForm, SenderForm
 from settings_app.models import School
 from settings_app.permissions import AuthenticatedRequest
+from settings_app.selectors import Effective, effective_settings
 
 
-def _form_data(request: AuthenticatedRequest, status: log.EmailStatus) -> dict | None:
+def _form_data(request: AuthenticatedRequest, status: Effective) -> dict | None:
     return request.POST if request.method == "POST" and status.configured else None
 
 
-def _queued_message(request: AuthenticatedRequest, status: log.EmailStatus, text: str) -> None:
+def _queued_message(request: AuthenticatedRequest, status: Effective, text: str) -> None:
     if status.paused:
         text += " Sending is paused for now; they wait in the queue and go out once it resumes."
     messages.success(request, text)
@@ -24,8 +25,8 @@ def _queued_message(request: AuthenticatedRequest, status: log.EmailStatus, text
 def school_notices(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     """How many patrons have overdue items, a preview of one notice, and Send."""
     school = permissions.get_school_for_user(request.user, slug)
-    status = log.email_status(school)
-    form = SenderForm(_form_data(request, status), default_sender=status.default_sender)
+    status = effective_settings(school.district)
+    form = SenderForm(_form_data(request, status), default_sender=log.default_sender_label(status.settings))
     if form.is_bound and form.is_valid():
         queued = queue.notices_queue_overdue(school=school, acting_user=request.user, **form.cleaned_data)
         text = f"{queued.queued} overdue notice(s) queued."
@@ -34,15 +35,15 @@ def school_notices(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         _queued_message(request, status, text)
         return redirect("school_notices", slug=school.slug)
     context = {**_page(request, school, status), "form": form, "summary": log.overdue_summary(school)}
-    context["preview"] = log.first_overdue_preview(school, status) if status.configured else None
+    context["preview"] = log.first_overdue_preview(school, status.settings) if status.configured else None
     return render(request, "notices/school_notices.html", context)
 
 
 def resource_list(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     """Email a Resource List: recipients, a note and the titles."""
     school = permissions.get_school_for_user(request.user, slug)
-    status = log.email_status(school)
-    form = ResourceListForm(_form_data(request, status), default_sender=status.default_sender)
+    status = effective_settings(school.district)
+    form = ResourceListForm(_form_data(request, status), default_sender=log.default_sender_label(status.settings))
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
         queued = queue.notices_queue_resource_list(school=school, acting_user=request.user, **data)
@@ -51,7 +52,7 @@ def resource_list(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     return render(request, "notices/resource_list.html", {**_page(request, school, status), "form": form})
 
 
-def _page(request: AuthenticatedRequest, school: School, status: log.EmailStatus) -> dict:
+def _page(request: AuthenticatedRequest, school: School, status: Effective) -> dict:
     districts = permissions.administered_districts(request.user)
     return {
         "school": school,

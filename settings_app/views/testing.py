@@ -124,7 +124,7 @@ def test_connection(request: AuthenticatedRequest, kind: str, slug: str | None =
         return _show(request, scope, inline, status=429, smtp_form=form, email_form=email_form, error=error)
     data = form.cleaned_data
     diagnosis, note = _run(request, scope, data, email_form.cleaned_data["send_to"] if email_form else None)
-    services.smtp_test_record(
+    resumed = services.smtp_test_record(
         scope=scope,
         acting_user=request.user,
         kind=TestKind(kind),
@@ -133,7 +133,9 @@ def test_connection(request: AuthenticatedRequest, kind: str, slug: str | None =
     )
     if data["password"] and not inline:
         keep_pending_password(request, scope, form_destination(data), data["password"])
-    return _show(request, scope, inline, smtp_form=form, email_form=email_form, diagnosis=diagnosis, note=note)
+    return _show(
+        request, scope, inline, smtp_form=form, email_form=email_form, diagnosis=diagnosis, note=note, resumed=resumed
+    )
 
 
 def _show(request: AuthenticatedRequest, scope: Scope, inline: bool, *, status: int = 200, **context) -> HttpResponse:
