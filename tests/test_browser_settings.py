@@ -73,8 +73,6 @@ def test_district_admin_switches_to_their_own_server_and_saves(page, login, inst
     assert north.mail_source == MailSource.OWN
     assert SmtpSettings.objects.get(district=north).password() == PASSWORD
     assert PASSWORD not in sources_seen(page)
-    page.set_viewport_size({"width": 1200, "height": 1300})
-    page.screenshot(path=SCREENSHOTS / "district-options.png", full_page=True)
 
 
 def test_a_blank_password_keeps_the_stored_one(page, login, installation, super_admin):

@@ -1,5 +1,7 @@
 """Test Server and Test email in a real Chromium: results in place, the typed password kept."""
 
+from pathlib import Path
+
 import pytest
 from playwright.sync_api import expect
 
@@ -32,7 +34,7 @@ def test_test_server_shows_the_result_in_place_and_keeps_the_typed_password(
     expect(page.get_by_label("Authentication password")).to_have_value(PASSWORD)
     assert PASSWORD not in result.inner_html()
     assert starttls_server.recorded.sasl_commands == ["PLAIN"]
-    page.screenshot(path="docs/screenshots/test-server.png", full_page=True)
+    page.screenshot(path=Path(__file__).resolve().parent.parent / "docs/screenshots/test-server.png", full_page=True)
 
 
 def test_test_email_arrives_with_the_right_sender_and_ehlo_name(page, login, consortium, super_admin, starttls_server):
