@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from settings_app.crypto import CredentialsUnreadable
@@ -123,10 +124,12 @@ class DistrictStatus:
     effective: Effective
 
 
-def district_statuses(installation: Installation) -> list[DistrictStatus]:
-    """Every district with the settings it sends through, in two queries."""
+def district_statuses(installation: Installation, districts: QuerySet[District] | None = None) -> list[DistrictStatus]:
+    """Every district (or those given) with the settings it sends through, in two queries."""
     consortium = scope_settings(installation)
-    districts = District.objects.filter(installation=installation).select_related("smtp_settings")
+    if districts is None:
+        districts = District.objects.filter(installation=installation)
+    districts = districts.select_related("smtp_settings__delivery_state")
     return [
         DistrictStatus(
             district,

@@ -13,13 +13,14 @@ from settings_app.delivery.queue import overdue_loans
 from settings_app.models import (
     DeliveryAttempt,
     District,
+    Installation,
     Notice,
     NoticeStatus,
     Patron,
     School,
     SmtpSettings,
 )
-from settings_app.selectors import effective_settings
+from settings_app.selectors import district_statuses
 
 
 def default_sender_label(row: SmtpSettings | None) -> str:
@@ -67,7 +68,7 @@ def first_overdue_preview(
 
 
 def log_notices(
-    districts: QuerySet[District],
+    districts: QuerySet[District] | None,
     *,
     status: str = "",
     kind: str = "",
@@ -75,8 +76,8 @@ def log_notices(
     since: date | None = None,
     until: date | None = None,
 ) -> QuerySet[Notice]:
-    """Notices of the districts, newest first, filtered; attempts prefetched in order."""
-    notices = Notice.objects.filter(school__district__in=districts)
+    """Notices of the districts (None: all), newest first, filtered; attempts prefetched in order."""
+    notices = Notice.objects.all() if districts is None else Notice.objects.filter(school__district__in=districts)
     if status:
         notices = notices.filter(status=status)
     if kind:
@@ -105,20 +106,21 @@ class ConfigurationStatus:
     waiting: int
 
 
-def configuration_statuses(districts: QuerySet[District]) -> list[ConfigurationStatus]:
+def configuration_statuses(installation: Installation, districts: QuerySet[District]) -> list[ConfigurationStatus]:
     """Each configuration the districts send through: cap use this hour, pause, back-off, queued notices."""
     rows: dict[int, tuple[SmtpSettings, list[District]]] = {}
-    for district in districts.select_related("installation"):
-        row = effective_settings(district).settings
-        if row is not None:
-            rows.setdefault(row.pk, (row, []))[1].append(district)
+    for status in district_statuses(installation, districts):
+        if status.effective.settings is not None:
+            rows.setdefault(status.effective.settings.pk, (status.effective.settings, []))[1].append(status.district)
+    pending = Notice.objects.filter(
+        status__in=[NoticeStatus.QUEUED, NoticeStatus.SENDING], school__district__in=districts
+    )
+    waiting = dict(pending.order_by().values_list("school__district").annotate(n=Count("id")))
     statuses = []
     for row, served in rows.values():
         label = "Consortium mail server" if row.installation_id else f"{served[0].name}'s mail server"
         state = getattr(row, "delivery_state", None)
         not_before = state.not_before if state and state.not_before and state.not_before > timezone.now() else None
-        waiting = Notice.objects.filter(
-            school__district__in=served, status__in=[NoticeStatus.QUEUED, NoticeStatus.SENDING]
-        ).count()
-        statuses.append(ConfigurationStatus(label, row, cap.usage(row), not_before, waiting))
+        count = sum(waiting.get(district.pk, 0) for district in served)
+        statuses.append(ConfigurationStatus(label, row, cap.usage(row), not_before, count))
     return statuses

@@ -68,6 +68,7 @@ class Notice(models.Model):
             ),
             models.Index(fields=["school", "-created_at"], name="notice_log"),
             models.Index(fields=["status", "-created_at"], name="notice_status"),
+            models.Index(fields=["-created_at", "-id"], name="notice_newest"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -11,19 +11,23 @@ from django.views.decorators.http import require_POST
 from settings_app import permissions
 from settings_app.delivery import log, queue
 from settings_app.delivery.forms import LogFilterForm
-from settings_app.models import District, School
+from settings_app.models import District, Installation, School
 from settings_app.permissions import AuthenticatedRequest
 
 PAGE_SIZE = 50
 
 
-def _districts(request: AuthenticatedRequest, slug: str | None) -> tuple[QuerySet[District], District | None]:
-    """The districts in view: one from the URL (404 unless administered), or all for the super administrator."""
+def _districts(request: AuthenticatedRequest, slug: str | None) -> tuple[Installation, District | None]:
+    """The installation and the district in view: one from the URL (404 unless administered), or all (None) for
+    the super administrator."""
     if slug is None:
-        permissions.get_installation_for_user(request.user)
-        return District.objects.all(), None
+        return permissions.get_installation_for_user(request.user), None
     district = permissions.get_district_for_user(request.user, slug)
-    return District.objects.filter(pk=district.pk), district
+    return district.installation, district
+
+
+def _in_view(district: District | None) -> QuerySet[District] | None:
+    return None if district is None else District.objects.filter(pk=district.pk)
 
 
 def _log_url(district: District | None) -> str:
@@ -31,11 +35,15 @@ def _log_url(district: District | None) -> str:
 
 
 def delivery_log(request: AuthenticatedRequest, slug: str | None = None) -> HttpResponse:
-    districts, district = _districts(request, slug)
-    filters = LogFilterForm(request.GET or None, schools=School.objects.filter(district__in=districts))
+    installation, district = _districts(request, slug)
+    schools = School.objects.all() if district is None else School.objects.filter(district=district)
+    filters = LogFilterForm(request.GET or None, schools=schools)
     chosen = filters.cleaned_data if filters.is_valid() else {}
-    notices = log.log_notices(districts, **{key: value for key, value in chosen.items() if value})
-    page = Paginator(notices, PAGE_SIZE).get_page(request.GET.get("page"))
+    notices = log.log_notices(_in_view(district), **{key: value for key, value in chosen.items() if value})
+    counts = log.status_counts(notices)
+    paginator = Paginator(notices, PAGE_SIZE)
+    paginator.count = sum(counts.values())  # one aggregate serves both the counts and the pages
+    page = paginator.get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     context = {
@@ -43,8 +51,8 @@ def delivery_log(request: AuthenticatedRequest, slug: str | None = None) -> Http
         "filters": filters,
         "page": page,
         "query": query.urlencode(),
-        "counts": log.status_counts(notices),
-        "configurations": log.configuration_statuses(districts),
+        "counts": counts,
+        "configurations": log.configuration_statuses(installation, _in_view(district) or District.objects.all()),
         "retry_url": reverse("district_delivery_retry", args=[slug]) if slug else reverse("delivery_retry"),
     }
     return render(request, "notices/delivery_log.html", context)
@@ -53,9 +61,9 @@ def delivery_log(request: AuthenticatedRequest, slug: str | None = None) -> Http
 @require_POST
 def delivery_retry(request: AuthenticatedRequest, slug: str | None = None) -> HttpResponse:
     """Queue failed notices again: the ones ticked, within the districts in view (others are ignored)."""
-    districts, district = _districts(request, slug)
+    _, district = _districts(request, slug)
     ids = [value for value in request.POST.getlist("notice") if value.isdigit()]
-    chosen = log.log_notices(districts).filter(pk__in=ids)
+    chosen = log.log_notices(_in_view(district)).filter(pk__in=ids)
     count = queue.notices_retry(notices=chosen, acting_user=request.user)
     messages.success(request, f"{count} failed notice(s) queued again.")
     return redirect(_log_url(district))
