@@ -156,3 +156,13 @@ def test_retry_requeues_only_failed_notices_of_the_district_in_the_url(client, n
 def test_retry_is_post_only(client, super_admin):
     client.force_login(super_admin)
     assert client.get(reverse("delivery_retry")).status_code == 405
+
+
+def test_the_super_administrator_sees_every_district_with_one_total(client, super_admin, school, south, consortium):
+    _notice(school, NoticeStatus.SENT)
+    _notice(south.schools.get(), NoticeStatus.FAILED)
+    client.force_login(super_admin)
+    body = client.get(reverse("delivery_log")).content.decode()
+    assert "sent0@example.org" in body and "failed1@example.org" in body
+    assert "Sent: <strong>1</strong>" in body and "Failed: <strong>1</strong>" in body
+    assert "Consortium mail server" in body
