@@ -166,3 +166,25 @@ def test_the_super_administrator_sees_every_district_with_one_total(client, supe
     assert "sent0@example.org" in body and "failed1@example.org" in body
     assert "Sent: <strong>1</strong>" in body and "Failed: <strong>1</strong>" in body
     assert "Consortium mail server" in body
+
+
+def test_a_district_log_never_shows_what_the_consortium_server_said(
+    client, north_admin, super_admin, school, consortium
+):
+    consortium.paused_at = timezone.now()
+    consortium.pause_category = "cert_hostname"
+    consortium.pause_detail = "The certificate is for mx.consortium-only.example.org"
+    consortium.save()
+    sent = _notice(school, NoticeStatus.SENT, attempts=1)
+    DeliveryAttempt.objects.create(
+        notice=sent,
+        outcome="sent",
+        smtp_settings=consortium,
+        reply="250 2.0.0 queued on mx.consortium-only.example.org",
+    )
+    client.force_login(north_admin)
+    page = client.get(reverse("district_delivery_log", args=["north"])).content.decode()
+    assert "Paused" in page and "your Super Administrator can fix it" in page
+    assert "consortium-only" not in page
+    client.force_login(super_admin)
+    assert "consortium-only" in client.get(reverse("delivery_log")).content.decode()

@@ -20,7 +20,7 @@ from settings_app.models import (
     School,
     SmtpSettings,
 )
-from settings_app.selectors import district_statuses
+from settings_app.selectors import district_statuses, pause_advice
 
 
 def default_sender_label(row: SmtpSettings | None) -> str:
@@ -88,7 +88,9 @@ def log_notices(
         notices = notices.filter(created_at__date__gte=since)
     if until:
         notices = notices.filter(created_at__date__lte=until)
-    attempts = Prefetch("attempts_log", queryset=DeliveryAttempt.objects.order_by("at", "id"))
+    attempts = Prefetch(
+        "attempts_log", queryset=DeliveryAttempt.objects.select_related("smtp_settings").order_by("at", "id")
+    )
     return notices.select_related("school__district").prefetch_related(attempts).order_by("-created_at", "-id")
 
 
@@ -104,6 +106,11 @@ class ConfigurationStatus:
     usage: cap.Usage
     not_before: datetime | None
     waiting: int
+
+    @property
+    def pause_title(self) -> str:
+        advice = pause_advice(self.row)
+        return advice.title if advice else "the mail server setup needs attention"
 
 
 def configuration_statuses(installation: Installation, districts: QuerySet[District]) -> list[ConfigurationStatus]:

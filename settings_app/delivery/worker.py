@@ -347,9 +347,10 @@ def connection_failed(plan: Plan, problem: SmtpProblem) -> None:
     with transaction.atomic():
         resume_at = _back_off(plan.settings_id, now, {0: verdict})
         Notice.objects.filter(due(now), school_id__in=plan.school_ids).filter(status=NoticeStatus.QUEUED).update(
-            last_category=verdict.category, last_error=detail[:500], next_attempt_at=resume_at
+            last_category=verdict.category, last_error=verdict.label, next_attempt_at=resume_at
         )
-        _give_up_waiting(plan, now, detail)
+        # Notices carry only the verdict: their log is shown to districts that may not see the server's details.
+        _give_up_waiting(plan, now, verdict.label)
     schedule.deliver_later(plan.settings_id, at=resume_at)
 
 

@@ -52,6 +52,8 @@ def delivery_log(request: AuthenticatedRequest, slug: str | None = None) -> Http
         "page": page,
         "query": query.urlencode(),
         "counts": counts,
+        # A district sees that the consortium server failed, never what it said: that may name the server.
+        "consortium_private": district is not None and not permissions.is_super_admin(request.user),
         "configurations": log.configuration_statuses(installation, _in_view(district) or District.objects.all()),
         "retry_url": reverse("district_delivery_retry", args=[slug]) if slug else reverse("delivery_retry"),
     }
