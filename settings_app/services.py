@@ -3,6 +3,7 @@
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
@@ -23,10 +24,9 @@ from settings_app.models import (
     SmtpSettings,
     SmtpTestRecord,
     TestKind,
-    describe_destination,
     scope_kwargs,
 )
-from settings_app.selectors import scope_settings
+from settings_app.selectors import scope_settings, tests_in_the_last_minute
 
 # The audit names the password, never its value.
 CREDENTIAL = "Password"
@@ -130,47 +130,49 @@ def installation_update(*, installation: Installation, values: dict[str, Any], a
         _audit(installation, acting_user, summary)
 
 
-def smtp_test_record(
-    *, scope: Scope, acting_user: User, kind: TestKind, destination: Destination, diagnosis: Diagnosis
-) -> bool:
-    """Audit one Test Server / Test email; when it tested the saved destination, it sets the scope's health.
+def smtp_test_admit(*, scope: Scope, acting_user: User, kind: TestKind, destination: str) -> SmtpTestRecord | None:
+    """Open the audit row of a test before it connects, or None when the user reached the per-minute limit.
 
-    A good test of the saved destination also resumes delivery paused by a configuration problem: returns
-    whether it did.
+    The user's row is locked while counting, so presses sent in parallel cannot slip past the limit.
     """
-    SmtpTestRecord.objects.create(
-        user=acting_user,
-        kind=kind,
-        destination=describe_destination(*destination),
-        ok=diagnosis.ok,
-        category=diagnosis.category,
-        **scope_kwargs(scope),
-    )
-    row = scope_settings(scope)
-    if row is None or row.destination != destination:
-        return False
-    resumed = diagnosis.ok and row.paused_at is not None
-    row.last_test_ok, row.last_test_at, row.last_test_by = diagnosis.ok, timezone.now(), acting_user
-    row.last_test_category = diagnosis.category
-    fields = ["last_test_ok", "last_test_at", "last_test_by", "last_test_category"]
-    if resumed:
-        row.paused_at, row.pause_category, row.pause_detail = None, "", ""
-        fields += ["paused_at", "pause_category", "pause_detail"]
-        queue.resume(row.pk)
-    row.save(update_fields=fields)
+    with transaction.atomic():
+        User.objects.select_for_update().filter(pk=acting_user.pk).exists()
+        if tests_in_the_last_minute(acting_user) >= settings.SMTP_TESTS_PER_MINUTE:
+            return None
+        return SmtpTestRecord.objects.create(
+            user=acting_user, kind=kind, destination=destination, ok=False, category="running", **scope_kwargs(scope)
+        )
+
+
+def smtp_test_record(
+    *,
+    record: SmtpTestRecord,
+    diagnosis: Diagnosis,
+    destination: Destination | None = None,
+    stored_credentials: bool = False,
+) -> bool:
+    """Close a test's audit row; when it tested the saved `destination`, it also sets the scope's health.
+
+    A good test that used the stored credentials also resumes delivery paused by a configuration problem
+    (a password typed but not yet saved proves nothing about what the workers will send): returns whether it did.
+    """
+    record.ok, record.category = diagnosis.ok, diagnosis.category
+    record.save(update_fields=["ok", "category"])
+    with transaction.atomic():
+        row = SmtpSettings.objects.select_for_update().filter(**scope_kwargs(record.scope)).first()
+        if row is None or row.destination != destination:
+            return False
+        resumed = diagnosis.ok and stored_credentials and row.paused_at is not None
+        row.last_test_ok, row.last_test_at, row.last_test_by = diagnosis.ok, timezone.now(), record.user
+        row.last_test_category = diagnosis.category
+        fields = ["last_test_ok", "last_test_at", "last_test_by", "last_test_category"]
+        if resumed:
+            row.paused_at, row.pause_category, row.pause_detail = None, "", ""
+            fields += ["paused_at", "pause_category", "pause_detail"]
+        row.save(update_fields=fields)
+        if resumed:
+            queue.resume(row.pk)
     return resumed
-
-
-def smtp_detect_record(*, scope: Scope, acting_user: User, host: str, found: bool) -> None:
-    """Audit one Auto-detect (it counts toward the same per-user limit as the tests)."""
-    SmtpTestRecord.objects.create(
-        user=acting_user,
-        kind=TestKind.DETECT,
-        destination=f"{host} (ports 465, 587, 25)",
-        ok=found,
-        category="ok" if found else "not_found",
-        **scope_kwargs(scope),
-    )
 
 
 def _carry_recent_test(row: SmtpSettings, scope: Scope, acting_user: User) -> None:

@@ -253,3 +253,35 @@ def test_test_emails_count_toward_the_hourly_cap(client, consortium, super_admin
     assert second.status_code == 429
     assert "maximum of 1 emails in the last hour" in second.content.decode()
     assert len(plain_server.recorded.messages) == 1
+
+
+def test_a_good_test_with_a_typed_password_does_not_resume_delivery(client, consortium, super_admin, starttls_server):
+    from django.utils import timezone
+
+    row = factories.smtp_settings(
+        installation=consortium,
+        host="localhost",
+        port=starttls_server.port,
+        transport="tls",
+        username=USERNAME,
+        password="the-old-wrong-password",
+    )
+    SmtpSettings.objects.filter(pk=row.pk).update(paused_at=timezone.now(), pause_category="auth_failed")
+    client.force_login(super_admin)
+    html = client.post(TEST_SERVER, form(starttls_server), **INLINE).content.decode()
+
+    assert "The mail server works" in html and "Sending resumed" not in html
+    row.refresh_from_db()
+    assert row.paused_at is not None  # the workers would still log in with the stored, wrong password
+
+
+def test_a_test_email_refused_before_sending_takes_no_slot_of_the_cap(client, consortium, super_admin, plain_server):
+    factories.smtp_settings(installation=consortium, host="localhost", port=plain_server.port, max_per_hour=1)
+    client.force_login(super_admin)
+    needs_password = form(plain_server, transport="none", username="someone", password="")
+    assert "password" in client.post(TEST_EMAIL, needs_password, **INLINE).content.decode().lower()
+
+    sent = client.post(TEST_EMAIL, form(plain_server, transport="none", username="", password=""), **INLINE)
+
+    assert sent.status_code == 200
+    assert len(plain_server.recorded.messages) == 1

@@ -139,3 +139,7 @@ class SmtpTestRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} of {self.destination}: {self.category}"
+
+    @property
+    def scope(self) -> Installation | District:
+        return self.installation or self.district  # type: ignore[return-value]

@@ -21,7 +21,7 @@ from settings_app.mail import presets, transport
 from settings_app.mail.config import SmtpConfig
 from settings_app.mail.diagnosis import Category, Diagnosis
 from settings_app.mail.message import build_message, format_address, new_message_id
-from settings_app.models import Scope, TestKind, describe_destination
+from settings_app.models import Scope, SmtpSettings, TestKind, describe_destination
 from settings_app.permissions import AuthenticatedRequest
 from settings_app.views.setup import (
     form_destination,
@@ -33,6 +33,8 @@ from settings_app.views.setup import (
     smtp_form,
 )
 
+TOO_MANY = "Too many tests in a minute: wait a moment, then try again."
+
 
 def _refused(destination: Destination, detail: str) -> Diagnosis:
     return Diagnosis(
@@ -41,26 +43,30 @@ def _refused(destination: Destination, detail: str) -> Diagnosis:
 
 
 @sensitive_variables("password")
-def _config(request: AuthenticatedRequest, scope: Scope, data: dict) -> SmtpConfig | Diagnosis:
-    """The connector configuration for the form's values; the stored password only for the saved destination."""
+def _config(request: AuthenticatedRequest, scope: Scope, data: dict) -> tuple[SmtpConfig | Diagnosis, bool]:
+    """The connector configuration for the form's values, and whether it carries the stored credentials.
+
+    The stored password goes only to the saved destination; elsewhere the result asks for the password.
+    """
     destination = form_destination(data)
     password = data["password"] or pending_password(request, scope, destination)
+    from_store = not password
     if data["username"] and not password:
         row = selectors.scope_settings(scope)
         if row is None or not row.has_password:
-            return _refused(destination, "No password is stored: type it to test these settings.")
+            return _refused(destination, "No password is stored: type it to test these settings."), False
         if row.destination != destination:
             return _refused(
                 destination,
                 "The server, port, transport or user ID differ from the saved settings, so the stored password is "
                 "not sent there. Type the password to test these values.",
-            )
+            ), False
         try:
             password = row.password()
         except crypto.CredentialsUnreadable:
-            return _refused(destination, "Credentials unreadable: enter the password again.")
+            return _refused(destination, "Credentials unreadable: enter the password again."), False
     host, port, transport_name, username = destination
-    return selectors.smtp_config(
+    config = selectors.smtp_config(
         installation=installation_of(scope),
         host=host,
         port=port,
@@ -68,6 +74,7 @@ def _config(request: AuthenticatedRequest, scope: Scope, data: dict) -> SmtpConf
         username=username,
         password=password,
     )
+    return config, from_store
 
 
 def _test_message(request: AuthenticatedRequest, scope: Scope, config: SmtpConfig, data: dict, send_to: str):
@@ -89,15 +96,24 @@ def _test_message(request: AuthenticatedRequest, scope: Scope, config: SmtpConfi
     return message, parseaddr(sender)[1], note
 
 
-def _run(request: AuthenticatedRequest, scope: Scope, data: dict, send_to: str | None) -> tuple[Diagnosis, str]:
-    config = _config(request, scope, data)
-    if isinstance(config, Diagnosis):
-        return config, ""
+def _run(request: AuthenticatedRequest, scope: Scope, config: SmtpConfig, data: dict, send_to: str | None):
+    """Test Server, or Test email to `send_to`: the diagnosis and a note about the sender used."""
     if send_to is None:
         return async_to_sync(transport.test_server)(config), ""
     message, sender, note = _test_message(request, scope, config, data, send_to)
     send = async_to_sync(transport.send_test_email)
     return send(config, message=message, sender=sender, recipients=[send_to]), note
+
+
+def _over_cap(row: SmtpSettings | None, saved_cap: int | None) -> str:
+    """Take a slot of the scope's hourly cap for a test email; the refusal to show when none is free."""
+    next_free = cap.try_reserve(row.pk) if row is not None else None
+    if next_free is None:
+        return ""
+    return (
+        f"This mail server has sent its maximum of {saved_cap} emails in the last hour; "
+        f"the next can go at {timezone.localtime(next_free):%H:%M}."
+    )
 
 
 @sensitive_post_parameters("smtp-password")
@@ -106,33 +122,30 @@ def test_connection(request: AuthenticatedRequest, kind: str, slug: str | None =
     """Run Test Server or Test email on the posted values and show the diagnosis."""
     scope = scope_for(request, slug)
     inline = request.headers.get("X-Requested-With") == "fetch"
-    if selectors.tests_in_the_last_minute(request.user) >= settings.SMTP_TESTS_PER_MINUTE:
-        return _show(
-            request, scope, inline, status=429, error="Too many tests in a minute: wait a moment, then try again."
-        )
     row = selectors.scope_settings(scope)
     saved_cap = row.max_per_hour if row else None  # the form below writes the posted values into `row`
     form = smtp_form(request, scope, row)
     email_form = TestEmailForm(request.POST, prefix="test") if kind == TestKind.EMAIL else None
     if not form.is_valid() or (email_form is not None and not email_form.is_valid()):
         return _show(request, scope, inline, status=400, smtp_form=form, email_form=email_form)
-    if email_form is not None and row is not None and (next_free := cap.try_reserve(row.pk)):
-        error = (
-            f"This mail server has sent its maximum of {saved_cap} emails in the last hour; "
-            f"the next can go at {timezone.localtime(next_free):%H:%M}."
-        )
-        return _show(request, scope, inline, status=429, smtp_form=form, email_form=email_form, error=error)
-    data = form.cleaned_data
-    diagnosis, note = _run(request, scope, data, email_form.cleaned_data["send_to"] if email_form else None)
+    data, destination = form.cleaned_data, form_destination(form.cleaned_data)
+    config, from_store = _config(request, scope, data)
+    if isinstance(config, SmtpConfig) and email_form is not None and (refusal := _over_cap(row, saved_cap)):
+        return _show(request, scope, inline, status=429, smtp_form=form, email_form=email_form, error=refusal)
+    record = services.smtp_test_admit(
+        scope=scope, acting_user=request.user, kind=TestKind(kind), destination=describe_destination(*destination)
+    )
+    if record is None:
+        return _show(request, scope, inline, status=429, error=TOO_MANY)
+    if isinstance(config, Diagnosis):
+        diagnosis, note = config, ""
+    else:
+        diagnosis, note = _run(request, scope, config, data, email_form.cleaned_data["send_to"] if email_form else None)
     resumed = services.smtp_test_record(
-        scope=scope,
-        acting_user=request.user,
-        kind=TestKind(kind),
-        destination=form_destination(data),
-        diagnosis=diagnosis,
+        record=record, diagnosis=diagnosis, destination=destination, stored_credentials=from_store
     )
     if data["password"] and not inline:
-        keep_pending_password(request, scope, form_destination(data), data["password"])
+        keep_pending_password(request, scope, destination, data["password"])
     return _show(
         request, scope, inline, smtp_form=form, email_form=email_form, diagnosis=diagnosis, note=note, resumed=resumed
     )
@@ -161,17 +174,20 @@ def detect(request: AuthenticatedRequest, slug: str | None = None) -> HttpRespon
     """Auto-detect: probe 465, 587 and 25 of the host at once and propose the best port and transport."""
     scope = scope_for(request, slug)
     inline = request.headers.get("X-Requested-With") == "fetch"
-    if selectors.tests_in_the_last_minute(request.user) >= settings.SMTP_TESTS_PER_MINUTE:
-        return _show(
-            request, scope, inline, status=429, error="Too many tests in a minute: wait a moment, then try again."
-        )
     try:
         host = _detect_host(request, scope)
     except ValidationError as exc:
         return _show(request, scope, inline, status=400, error=" ".join(exc.messages))
+    destination = f"{host} (ports {', '.join(str(port) for port, _ in mail_detect.CANDIDATES)})"
+    record = services.smtp_test_admit(
+        scope=scope, acting_user=request.user, kind=TestKind.DETECT, destination=destination
+    )
+    if record is None:
+        return _show(request, scope, inline, status=429, error=TOO_MANY)
     base = selectors.smtp_config(installation=installation_of(scope), host=host, port=25, transport="none")
     detection = async_to_sync(mail_detect.detect)(base)
-    services.smtp_detect_record(scope=scope, acting_user=request.user, host=host, found=detection.best is not None)
+    best = detection.best
+    services.smtp_test_record(record=record, diagnosis=best.diagnosis if best else detection.probes[0].diagnosis)
     if inline:
         return render(request, "settings_app/_detect_result.html", {"detection": detection})
     initial: dict[str, object] = {
