@@ -45,11 +45,3 @@ def unseal(token: str, destination: Destination) -> str:
 def rotate(token: str) -> str:
     """Re-encrypt `token` under the newest key (raises InvalidToken when no key opens it)."""
     return fernet().rotate(token.encode()).decode()
-
-
-def readable(token: str) -> bool:
-    try:
-        fernet().decrypt(token.encode())
-    except InvalidToken:
-        return False
-    return True

@@ -143,6 +143,14 @@ class SmtpSettingsForm(forms.ModelForm):
         if cleaned.get("port") is None and cleaned.get("transport"):
             cleaned["port"] = Transport(cleaned["transport"]).default_port
         clean_sender_pair(self, "from_name", "from_email")
+        if self.installation.hosted and cleaned.get("username") and cleaned.get("transport") == Transport.NONE:
+            self.add_error(
+                "transport",
+                ValidationError(
+                    "Choose SSL or TLS: a hosted installation never sends a password over an unencrypted connection.",
+                    code="plain_auth",
+                ),
+            )
         return cleaned
 
 
@@ -191,6 +199,10 @@ class InstallationForm(forms.ModelForm):
             "allowed_networks": forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
             "ca_bundle": forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
         }
+
+    def clean_name(self) -> str:
+        validate_printable(self.cleaned_data["name"])
+        return self.cleaned_data["name"].strip()
 
     def clean_ehlo_name(self) -> str:
         value = self.cleaned_data["ehlo_name"]

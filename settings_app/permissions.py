@@ -62,8 +62,3 @@ def get_district_for_user(user: User, slug: str) -> District:
 
 def get_school_for_user(user: User, slug: str) -> School:
     return get_object_or_404(staffed_schools(user).select_related("district__installation"), slug=slug)
-
-
-def require_any_role(user: User) -> None:
-    if not _roles(user).exists():
-        raise Http404

@@ -32,6 +32,18 @@ from settings_app.selectors import scope_settings, tests_in_the_last_minute
 CREDENTIAL = "Password"
 # How long a test's outcome still counts for the settings saved after it.
 RECENT_TEST = timedelta(minutes=10)
+# Written by a save together with the form's fields (never the pause, which belongs to the workers).
+EDITED_WITH_THEM = [
+    "password_sealed",
+    "password_changed_at",
+    "password_changed_by",
+    "last_test_ok",
+    "last_test_at",
+    "last_test_by",
+    "last_test_category",
+    "updated_by",
+    "updated_at",
+]
 SETTINGS_FIELDS = ["host", "port", "transport", "username", "from_name", "from_email", "max_per_hour"]
 
 
@@ -51,16 +63,21 @@ def _shown(field: str, value: Any) -> str:
 
 
 @sensitive_variables("password")
+@transaction.atomic
 def smtp_settings_save(
     *, scope: Scope, values: dict[str, Any], password: str, acting_user: User
 ) -> tuple[SmtpSettings, bool]:
-    """Save the scope's SMTP settings from validated values.
+    """Save the scope's SMTP settings from validated values (a district also switches to its own server).
 
     A typed password is sealed to the new destination. A blank one keeps the stored password only while host,
     port, transport and user ID are unchanged; otherwise the stored one is cleared. Returns the row and whether
-    a stored password was cleared that way.
+    a stored password was cleared that way. The row is locked and only the form's fields are written, so a pause
+    a worker sets meanwhile is kept.
     """
-    row = scope_settings(scope) or SmtpSettings(**scope_kwargs(scope))
+    if isinstance(scope, District):
+        district_set_mail_source(district=scope, source=MailSource.OWN, acting_user=acting_user)
+    row = SmtpSettings.objects.select_for_update().filter(**scope_kwargs(scope)).first()
+    row = row or SmtpSettings(**scope_kwargs(scope))
     old = {field: getattr(row, field) for field in SETTINGS_FIELDS} if row.pk else {}
     old_destination = row.destination if row.pk else None
     for field in SETTINGS_FIELDS:
@@ -82,9 +99,8 @@ def smtp_settings_save(
     if moved:
         _carry_recent_test(row, scope, acting_user)
     row.updated_by = acting_user
-    with transaction.atomic():
-        row.save()
-        _audit(scope, acting_user, summary)
+    row.save(update_fields=[*SETTINGS_FIELDS, *EDITED_WITH_THEM] if row.pk else None)
+    _audit(scope, acting_user, summary)
     return row, cleared_by_move
 
 

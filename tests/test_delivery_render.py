@@ -73,3 +73,13 @@ def test_html_slots_are_escaped_and_text_slots_are_not():
 def test_an_address_with_a_non_ascii_local_part_is_refused_before_sending():
     with pytest.raises(ValueError, match="SMTPUTF8"):
         NoticeWriter().message(letterhead(), letter(email_address="jösé@example.org"))
+
+
+@pytest.mark.parametrize(
+    "address", ["ana@example.org\r\nBcc: x@example.org", "ana@example.org>, <x@example.org", "ana @example.org"]
+)
+def test_an_address_that_cannot_stand_in_a_header_is_refused(address):
+    from settings_app.delivery.render import ascii_address
+
+    with pytest.raises(ValueError):
+        ascii_address(address)

@@ -197,3 +197,20 @@ def test_no_accepted_sender_can_break_a_message_or_add_a_header(name, local, dom
     assert len(parsed.get_all("From") or []) == 1
     (address,) = parsed["From"].addresses
     assert address.display_name == form.cleaned_data["from_name"]
+
+
+def test_a_hosted_installation_never_logs_in_over_plain_text():
+    form = make_form(transport="none", port="25", username="library")
+    assert not form.is_valid()
+    assert form.errors["transport"][0].startswith("Choose SSL or TLS")
+    assert make_form(HostingMode.SELF_HOSTED, transport="none", port="25", username="library").is_valid()
+
+
+def test_the_installation_name_cannot_break_a_test_email_subject():
+    from settings_app.forms import InstallationForm
+
+    form = InstallationForm(
+        {"name": "North\nBcc: x@example.org", "hosting_mode": "hosted"}, instance=factories.installation()
+    )
+    assert not form.is_valid()
+    assert "name" in form.errors

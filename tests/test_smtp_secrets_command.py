@@ -4,6 +4,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from settings_app import crypto
+from settings_app.models import SmtpSettings
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -47,10 +48,18 @@ def test_check_passes_when_every_row_is_readable(installation, capsys):
     assert "1 readable, 0 unreadable" in capsys.readouterr().out
 
 
+def test_check_reports_a_password_sealed_to_another_destination(installation):
+    row = factories.smtp_settings(installation=installation, password="hunter2-secret")
+    SmtpSettings.objects.filter(pk=row.pk).update(host="moved.example.org")
+    with pytest.raises(CommandError):
+        call_command("smtp_secrets", "check")
+
+
 def test_rotate_leaves_unreadable_rows_alone_and_says_so(installation, settings):
     row = factories.smtp_settings(installation=installation, password="hunter2-secret")
     settings.SMTP_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
     with pytest.raises(CommandError):
         call_command("smtp_secrets", "rotate")
     row.refresh_from_db()
-    assert not crypto.readable(row.password_sealed)
+    with pytest.raises(crypto.CredentialsUnreadable):
+        row.password()

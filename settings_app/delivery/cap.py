@@ -66,6 +66,14 @@ def reserve(settings_id: int, *, wanted: int, hold: timedelta, partial: bool = T
         return Grant(reservation_id, granted, next_free)
 
 
+def shrink(grant: Grant, count: int) -> Grant:
+    """Hold only `count` of a reservation's slots (a batch found fewer notices than it reserved for)."""
+    if grant.reservation_id is None or count >= grant.count:
+        return grant
+    CapReservation.objects.filter(pk=grant.reservation_id).update(count=count)
+    return Grant(grant.reservation_id, count, grant.next_free_at)
+
+
 def settle(grant: Grant, *, used: int) -> None:
     """Shrink a reservation to the slots really used, dated now (every one of them has gone out by now)."""
     if grant.reservation_id is None:

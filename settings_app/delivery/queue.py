@@ -82,6 +82,8 @@ def notices_queue_overdue(
     today = today or timezone.localdate()
     installation = school.district.installation
     with transaction.atomic():
+        # One overdue run of a school at a time: two clicks must not queue two notices per patron.
+        School.objects.select_for_update().filter(pk=school.pk).exists()
         waiting = set(
             Notice.objects.filter(
                 school=school, kind=NoticeKind.OVERDUE, status__in=[NoticeStatus.QUEUED, NoticeStatus.SENDING]

@@ -101,7 +101,9 @@ def sender_of(row: SmtpSettings | None) -> tuple[str, str]:
 
 
 def ascii_address(value: str) -> str:
-    """The address with its domain in IDNA form; raises ValueError when the local part is not ASCII."""
+    """The address with its domain in IDNA form; raises ValueError when it cannot stand in a header as it is."""
+    if any(char.isspace() or char in '<>"\\,;' or not char.isprintable() for char in value):
+        raise ValueError("the address holds characters an address cannot have")
     local, _, domain = value.rpartition("@")
     if not local or not local.isascii():
         raise ValueError("the address needs internationalised mail (SMTPUTF8), which is not supported")

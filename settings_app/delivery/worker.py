@@ -210,7 +210,7 @@ def claim(plan: Plan) -> Batch | None:
     if not ids:
         cap.settle(grant, used=0)
         return None
-    return Batch(grant, _rows(ids), deadline=lease_until)
+    return Batch(cap.shrink(grant, len(ids)), _rows(ids), deadline=lease_until)
 
 
 def _rows(ids: list[int]) -> dict[int, dict]:

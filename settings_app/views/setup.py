@@ -174,7 +174,6 @@ def _save_district(request: AuthenticatedRequest, district: District) -> HttpRes
     form = smtp_form(request, district, selectors.scope_settings(district))
     if not form.is_valid():
         return page(request, district, source_form=source_form, smtp_form=form)
-    services.district_set_mail_source(district=district, source=source, acting_user=request.user)
     return _saved(request, district, form)
 
 
