@@ -139,7 +139,10 @@ DELIVERY_RETRY_MAX = env.int("DELIVERY_RETRY_MAX", default=3600)  # longest wait
 DELIVERY_GIVE_UP_AFTER = env.int("DELIVERY_GIVE_UP_AFTER", default=3 * 24 * 3600)  # then the notice fails
 DELIVERY_BUSY_BASE = env.int("DELIVERY_BUSY_BASE", default=30)  # back-off of a configuration after a 421
 DELIVERY_BUSY_MAX = env.int("DELIVERY_BUSY_MAX", default=1800)
-DELIVERY_LEASE = env.int("DELIVERY_LEASE", default=120)  # a claimed batch returns to the queue after this
+DELIVERY_LEASE = env.int("DELIVERY_LEASE", default=300)  # a claimed batch returns to the queue after this
 DELIVERY_BATCH = env.int("DELIVERY_BATCH", default=500)  # notices per claim (one SMTP connection)
 DELIVERY_CAP_WINDOW = env.int("DELIVERY_CAP_WINDOW", default=3600)  # the "hour" of the hourly cap
 DELIVERY_SWEEP_INTERVAL = env.int("DELIVERY_SWEEP_INTERVAL", default=60)  # re-enqueue what is due or lost
+if DELIVERY_LEASE <= 4 * SMTP_TOTAL_TIMEOUT + 1:
+    # A batch stops sending while its last message can still wait for four replies before the lease ends.
+    raise ImproperlyConfigured("DELIVERY_LEASE must be more than 4 x SMTP_TOTAL_TIMEOUT + 1 seconds.")

@@ -133,7 +133,7 @@ def test_a_worker_killed_in_the_middle_of_a_batch_loses_nothing_and_counts_what_
 ):
     row = queue_notices(installation, arrivals.port, 60)
     arrivals.delay = 0.05  # a batch of 20 takes a second: long enough to die in the middle of one
-    process = workers("--batch", DELIVERY_BATCH=20, DELIVERY_LEASE=4, SMTP_TOTAL_TIMEOUT=1)
+    process = workers("--batch", DELIVERY_BATCH=20, DELIVERY_LEASE=6, SMTP_TOTAL_TIMEOUT=1)
 
     wait_for(lambda: len(arrivals.arrivals) >= 25, seconds=15)
     process.send_signal(signal.SIGKILL)
@@ -149,7 +149,7 @@ def test_a_worker_killed_in_the_middle_of_a_batch_loses_nothing_and_counts_what_
     assert set(Notice.objects.exclude(status=NoticeStatus.SENT).values_list("message_id", flat=True)) == abandoned
     assert all(arrivals.message_ids()[message_id] == before[message_id] for message_id in abandoned)
 
-    wait_for(lambda: timezone.now() > lease_end, seconds=5)
+    wait_for(lambda: timezone.now() > lease_end, seconds=10)
     worker.deliver(row.pk)
 
     received = arrivals.message_ids()

@@ -403,8 +403,10 @@ async def _run(plan: Plan) -> None:
 
 
 async def _send(sender: PipelinedSender, plan: Plan, batch: Batch) -> list[Result]:
-    # Leave room for one reply timeout before the lease ends: no message goes out on an expired lease.
-    seconds_left = (batch.deadline - timezone.now()).total_seconds() - sender.timeout - 1
+    # A message started just before the deadline may still wait for each of its replies: two when pipelining
+    # (envelope, content), four otherwise. Leave room for them, so none goes out on an expired lease.
+    replies = 2 if sender.pipelining else 4
+    seconds_left = (batch.deadline - timezone.now()).total_seconds() - replies * sender.timeout - 1
     deadline = asyncio.get_running_loop().time() + seconds_left
     return await sender.send(plan.envelope_sender, batch.outgoing(plan), stop=_stops_run, deadline=deadline)
 
