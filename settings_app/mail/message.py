@@ -4,9 +4,12 @@ import email
 import email.policy
 from email.headerregistry import Address
 from email.message import EmailMessage as MimeMessage
-from email.utils import make_msgid
+from email.utils import make_msgid, parseaddr
 
+from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+from django.utils import timezone
 
 
 def format_address(name: str, addr: str) -> str:
@@ -71,3 +74,28 @@ def check_sender(name: str, addr: str, *, domain: str) -> None:
     (address,) = parsed["From"].addresses
     if (address.display_name, address.addr_spec) != (name, addr):
         raise ValueError("the value does not survive being written into a message")
+
+
+def build_test_message(
+    *, scope_name: str, sent_by: str, destination: str, from_name: str, from_email: str, to: str, domain: str
+) -> tuple[MimeMessage, str, str]:
+    """The fixed Test email, naming the scope, who sent it and when.
+
+    Returns the message, its envelope sender, and a note when the installation's default sender stood in for a
+    blank From/Reply-To.
+    """
+    if from_email:
+        sender, note = format_address(from_name, from_email), ""
+    else:
+        sender = settings.DEFAULT_FROM_EMAIL
+        note = f"From/Reply-To is blank, so the installation's default sender {sender} was used."
+    context = {"scope_name": scope_name, "sent_by": sent_by, "now": timezone.now(), "destination": destination}
+    message = build_message(
+        sender=sender,
+        reply_to=sender,
+        to=[to],
+        subject=render_to_string("mail/test_email_subject.txt", context).strip(),
+        text=render_to_string("mail/test_email.txt", context),
+        message_id=new_message_id(domain),
+    )
+    return message, parseaddr(sender)[1], note

@@ -1,13 +1,9 @@
 """Test Server and Test email: the values on the form, tested now, saved or not."""
 
-from email.utils import parseaddr
-
 from asgiref.sync import async_to_sync
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import render
-from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
@@ -20,7 +16,7 @@ from settings_app.mail import detect as mail_detect
 from settings_app.mail import presets, transport
 from settings_app.mail.config import SmtpConfig
 from settings_app.mail.diagnosis import Category, Diagnosis
-from settings_app.mail.message import build_message, format_address, new_message_id
+from settings_app.mail.message import build_test_message
 from settings_app.models import Scope, SmtpSettings, TestKind, describe_destination
 from settings_app.permissions import AuthenticatedRequest
 from settings_app.views.setup import (
@@ -77,30 +73,19 @@ def _config(request: AuthenticatedRequest, scope: Scope, data: dict) -> tuple[Sm
     return config, from_store
 
 
-def _test_message(request: AuthenticatedRequest, scope: Scope, config: SmtpConfig, data: dict, send_to: str):
-    """The fixed test message: it names the scope and the time; returns it with its envelope sender and a note."""
-    if data["from_email"]:
-        sender, note = format_address(data["from_name"], data["from_email"]), ""
-    else:
-        sender = settings.DEFAULT_FROM_EMAIL
-        note = f"From/Reply-To is blank, so the installation's default sender {sender} was used."
-    context = {"scope": scope, "user": request.user, "now": timezone.now(), "destination": config.destination}
-    message = build_message(
-        sender=sender,
-        reply_to=sender,
-        to=[send_to],
-        subject=render_to_string("mail/test_email_subject.txt", context).strip(),
-        text=render_to_string("mail/test_email.txt", context),
-        message_id=new_message_id(config.ehlo_name),
-    )
-    return message, parseaddr(sender)[1], note
-
-
 def _run(request: AuthenticatedRequest, scope: Scope, config: SmtpConfig, data: dict, send_to: str | None):
     """Test Server, or Test email to `send_to`: the diagnosis and a note about the sender used."""
     if send_to is None:
         return async_to_sync(transport.test_server)(config), ""
-    message, sender, note = _test_message(request, scope, config, data, send_to)
+    message, sender, note = build_test_message(
+        scope_name=scope.name,
+        sent_by=request.user.get_username(),
+        destination=config.destination,
+        from_name=data["from_name"],
+        from_email=data["from_email"],
+        to=send_to,
+        domain=config.ehlo_name,
+    )
     send = async_to_sync(transport.send_test_email)
     return send(config, message=message, sender=sender, recipients=[send_to]), note
 

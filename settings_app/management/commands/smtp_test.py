@@ -5,8 +5,6 @@ import asyncio
 import dataclasses
 import getpass
 import sys
-from email.message import EmailMessage
-from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -14,13 +12,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_email
-from django.utils import timezone
 
 from settings_app.crypto import CredentialsUnreadable
 from settings_app.mail import transport
 from settings_app.mail.config import ReachPolicy, SmtpConfig, Transport
 from settings_app.mail.diagnosis import Diagnosis, Step
-from settings_app.mail.message import build_message, format_address, new_message_id
+from settings_app.mail.message import build_test_message
 from settings_app.models import District, Installation, SmtpSettings
 from settings_app.selectors import effective_settings, scope_settings, smtp_config, stored_smtp_config
 
@@ -106,7 +103,16 @@ class Command(BaseCommand):
         return stdin.readline().rstrip("\r\n")
 
     async def _send(self, target: Target, to: str) -> Diagnosis:
-        message, envelope_sender = _test_message(target, to)
+        row = target.row
+        message, envelope_sender, _ = build_test_message(
+            scope_name=target.label,
+            sent_by="manage.py smtp_test",
+            destination=target.config.destination,
+            from_name=row.from_name if row else "",
+            from_email=row.from_email if row else "",
+            to=to,
+            domain=target.config.ehlo_name,
+        )
         return await transport.send_test_email(target.config, message=message, sender=envelope_sender, recipients=[to])
 
     def _report(self, target: Target, diagnosis: Diagnosis) -> None:
@@ -189,27 +195,6 @@ def _check_address(address: str) -> None:
         validate_email(address)
     except ValidationError as exc:
         raise CommandError(f"--send-to {address!r} is not an email address.", returncode=BAD_ARGUMENTS) from exc
-
-
-def _test_message(target: Target, to: str) -> tuple[EmailMessage, str]:
-    """The fixed test message naming the scope and the time; and the envelope sender."""
-    row = target.row
-    name, addr = (row.from_name, row.from_email) if row and row.from_email else parseaddr(settings.DEFAULT_FROM_EMAIL)
-    sender = format_address(name, addr)
-    now = timezone.localtime()
-    text = (
-        f"This is a test email from Destiny Mail for {target.label}, sent with manage.py smtp_test "
-        f"on {now:%Y-%m-%d at %H:%M %Z}.\n\nIf you can read it, the mail settings work.\n"
-    )
-    message = build_message(
-        sender=sender,
-        to=[to],
-        subject="Destiny Mail test email",
-        text=text,
-        reply_to=sender,
-        message_id=new_message_id(addr.rpartition("@")[2] or "localhost"),
-    )
-    return message, addr
 
 
 def _step_line(step: Step) -> str:
