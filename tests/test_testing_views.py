@@ -285,3 +285,39 @@ def test_a_test_email_refused_before_sending_takes_no_slot_of_the_cap(client, co
 
     assert sent.status_code == 200
     assert len(plain_server.recorded.messages) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_a_good_test_of_a_paused_server_the_notices_that_waited_go_out(
+    client, consortium, super_admin, north, starttls_server, settings
+):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from settings_app.delivery import queue
+    from settings_app.models import Loan, Notice, NoticeStatus, Patron
+
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+    row = factories.smtp_settings(
+        installation=consortium,
+        host="localhost",
+        port=starttls_server.port,
+        transport="tls",
+        username=USERNAME,
+        password=PASSWORD,
+    )
+    SmtpSettings.objects.filter(pk=row.pk).update(paused_at=timezone.now(), pause_category="auth_failed")
+    patron = Patron.objects.create(school=north.schools.get(), name="Ana Lima", email="ana@example.org")
+    Loan.objects.create(patron=patron, title="Dune", due_on=timezone.localdate() - dt.timedelta(days=3))
+    queue.notices_queue_overdue(school=patron.school, acting_user=super_admin)
+    assert starttls_server.recorded.messages == []  # paused: the notice waits
+
+    client.force_login(super_admin)
+    html = client.post(TEST_SERVER, form(starttls_server, password=""), **INLINE).content.decode()
+
+    assert "Sending resumed" in html
+    notice = Notice.objects.get()
+    assert notice.status == NoticeStatus.SENT
+    (received,) = starttls_server.recorded.messages
+    assert received.message["Message-ID"] == notice.message_id
