@@ -23,6 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from serving import free_port  # noqa: E402 (the bench folder is on the path when run)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "destiny_mail.settings")
 
 import django  # noqa: E402
@@ -54,12 +57,6 @@ from settings_app.models import (  # noqa: E402
 )
 
 SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

@@ -23,14 +23,12 @@ import random
 import re
 import secrets
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from serving import asgi_server, free_port  # noqa: E402 (the bench folder is on the path when run)
 
 TARGET_MS = 100.0
 PG_DATABASE = "destiny_mail_pages"
@@ -348,55 +348,6 @@ def count_queries(pages: list[PageSpec], admin_id: int) -> None:
 # The server
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def uvicorn(port: int, workers: int) -> Iterator[subprocess.Popen]:
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "destiny_mail.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    process = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy())
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                sys.exit(f"uvicorn exited with {process.returncode} before serving")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                    sock.sendall(b"GET /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                    if sock.recv(64).startswith(b"HTTP/1.1 200"):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                sys.exit("uvicorn did not serve /login/ within 60 s")
-            time.sleep(0.1)
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -691,7 +642,7 @@ def main() -> None:
 
         port = free_port()
         print(f"server:   uvicorn on 127.0.0.1:{port}; {args.clients} clients, {args.requests} requests per page")
-        with uvicorn(port, args.workers) as server:
+        with asgi_server(port, workers=args.workers) as server:
             meter = CpuMeter(server.pid)
             results = asyncio.run(benchmark(port, pages, args.clients, args.requests, args.timeout, meter))
     finally:

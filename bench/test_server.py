@@ -30,7 +30,6 @@ import secrets
 import shutil
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +42,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from serving import asgi_server, free_port  # noqa: E402 (the bench folder is on the path when run)
 
 TARGET_P50_MS = 50.0
 SILENT_SLACK_S = 0.5
@@ -92,12 +93,6 @@ def parse_args() -> argparse.Namespace:
     if not 1 <= args.requests <= 100_000 or not 1 <= args.silent_runs <= 100:
         parser.error("--requests must be 1-100000 and --silent-runs 1-100")
     return args
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -210,56 +205,6 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextmanager
-def asgi_server(port: int, log: Path) -> Iterator[int]:
-    """uvicorn serving the project's ASGI app on 127.0.0.1:port, one worker, until the block ends; yields its pid."""
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "destiny_mail.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--lifespan",
-        "off",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
-    failed = False
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                sys.exit(f"uvicorn exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    sys.exit(f"uvicorn did not listen within 30 s:\n{log.read_text()[-3000:]}")
-                time.sleep(0.1)
-        yield process.pid
-    except BaseException:
-        failed = True
-        raise
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        if failed:
-            print(f"uvicorn's log is kept in {log}", file=sys.stderr)
-        else:
-            log.unlink(missing_ok=True)
 
 
 class Browser:
@@ -404,7 +349,8 @@ def main() -> None:
             try:
                 port = free_port()
                 log = Path(tempfile.gettempdir()) / f"bench-test-server-uvicorn-{port}.log"
-                with asgi_server(port, log) as server_pid:
+                with asgi_server(port, log=log) as server:
+                    server_pid = server.pid
                     browser = Browser(port)
                     browser.log_in(fixture.username, fixture.password)
                     path = reverse("district_test_server", kwargs={"slug": fixture.district_slug})
