@@ -20,6 +20,18 @@ TEST_EMAIL = reverse("installation_test_email")
 INLINE = {"HTTP_X_REQUESTED_WITH": "fetch"}
 
 
+def saved_starttls(consortium, server, password=PASSWORD):
+    """The consortium's saved settings: the STARTTLS test server, logging in as USERNAME."""
+    return factories.smtp_settings(
+        installation=consortium,
+        host="localhost",
+        port=server.port,
+        transport="tls",
+        username=USERNAME,
+        password=password,
+    )
+
+
 def form(server, transport="tls", username=USERNAME, password=PASSWORD, **changes):
     data = {
         "smtp-host": "localhost",
@@ -104,14 +116,7 @@ def test_test_email_without_a_sender_uses_the_default_and_says_so(
 def test_the_stored_password_never_goes_to_a_changed_destination(
     client, consortium, super_admin, starttls_server, plain_auth_server, change
 ):
-    factories.smtp_settings(
-        installation=consortium,
-        host="localhost",
-        port=starttls_server.port,
-        transport="tls",
-        username=USERNAME,
-        password=PASSWORD,
-    )
+    saved_starttls(consortium, starttls_server)
     if change.get("port"):
         change["port"] = str(plain_auth_server.port)
     client.force_login(super_admin)
@@ -128,14 +133,7 @@ def test_the_stored_password_never_goes_to_a_changed_destination(
 def test_a_blank_password_uses_the_stored_one_for_the_saved_destination(
     client, consortium, super_admin, starttls_server
 ):
-    factories.smtp_settings(
-        installation=consortium,
-        host="localhost",
-        port=starttls_server.port,
-        transport="tls",
-        username=USERNAME,
-        password=PASSWORD,
-    )
+    saved_starttls(consortium, starttls_server)
     client.force_login(super_admin)
     html = client.post(TEST_SERVER, form(starttls_server, password=""), **INLINE).content.decode()
     assert "The mail server works" in html
@@ -148,14 +146,7 @@ def test_a_good_test_of_the_saved_server_resumes_a_paused_configuration(
 ):
     from django.utils import timezone
 
-    row = factories.smtp_settings(
-        installation=consortium,
-        host="localhost",
-        port=starttls_server.port,
-        transport="tls",
-        username=USERNAME,
-        password=PASSWORD,
-    )
+    row = saved_starttls(consortium, starttls_server)
     SmtpSettings.objects.filter(pk=row.pk).update(paused_at=timezone.now(), pause_category="auth_failed")
     client.force_login(super_admin)
     html = client.post(TEST_SERVER, form(starttls_server, password=""), **INLINE).content.decode()
@@ -258,14 +249,7 @@ def test_test_emails_count_toward_the_hourly_cap(client, consortium, super_admin
 def test_a_good_test_with_a_typed_password_does_not_resume_delivery(client, consortium, super_admin, starttls_server):
     from django.utils import timezone
 
-    row = factories.smtp_settings(
-        installation=consortium,
-        host="localhost",
-        port=starttls_server.port,
-        transport="tls",
-        username=USERNAME,
-        password="the-old-wrong-password",
-    )
+    row = saved_starttls(consortium, starttls_server, password="the-old-wrong-password")
     SmtpSettings.objects.filter(pk=row.pk).update(paused_at=timezone.now(), pause_category="auth_failed")
     client.force_login(super_admin)
     html = client.post(TEST_SERVER, form(starttls_server), **INLINE).content.decode()
@@ -299,14 +283,7 @@ def test_after_a_good_test_of_a_paused_server_the_notices_that_waited_go_out(
     from settings_app.models import Loan, Notice, NoticeStatus, Patron
 
     settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
-    row = factories.smtp_settings(
-        installation=consortium,
-        host="localhost",
-        port=starttls_server.port,
-        transport="tls",
-        username=USERNAME,
-        password=PASSWORD,
-    )
+    row = saved_starttls(consortium, starttls_server)
     SmtpSettings.objects.filter(pk=row.pk).update(paused_at=timezone.now(), pause_category="auth_failed")
     patron = Patron.objects.create(school=north.schools.get(), name="Ana Lima", email="ana@example.org")
     Loan.objects.create(patron=patron, title="Dune", due_on=timezone.localdate() - dt.timedelta(days=3))
