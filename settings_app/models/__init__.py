@@ -22,10 +22,19 @@ from settings_app.models.scopes import (
 from settings_app.models.smtp import SettingsChange, SmtpSettings, SmtpTestRecord, TestKind, describe_destination
 
 __all__ = [
+    "AttemptOutcome",
+    "CapReservation",
+    "DeliveryAttempt",
+    "DeliveryState",
     "District",
     "HostingMode",
     "Installation",
+    "Loan",
     "MailSource",
+    "Notice",
+    "NoticeKind",
+    "NoticeStatus",
+    "Patron",
     "Role",
     "RoleKind",
     "School",
@@ -36,16 +45,4 @@ __all__ = [
     "TestKind",
     "describe_destination",
     "scope_kwargs",
-]
-
-__all__ += [
-    "AttemptOutcome",
-    "CapReservation",
-    "DeliveryAttempt",
-    "DeliveryState",
-    "Loan",
-    "Notice",
-    "NoticeKind",
-    "NoticeStatus",
-    "Patron",
 ]
