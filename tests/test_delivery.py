@@ -466,7 +466,7 @@ def test_the_pipelined_sender_keeps_going_after_a_refused_recipient(handler, ser
         sender = PipelinedSender(cast(asyncio.Transport, writer.transport), pipelining=True, timeout=5)
         messages = [Outgoing(i, f"{name}@example.org", body % i) for i, name in enumerate(["a", "no", "b"])]
         results = await sender.send("me@example.org", messages)
-        await sender.quit()
+        writer.close()
         return results
 
     results = asyncio.run(run())

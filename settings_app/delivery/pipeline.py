@@ -338,20 +338,6 @@ class PipelinedSender:
             return None
         return replies[0]
 
-    async def quit(self) -> None:
-        """End the session politely; a server that has gone already is fine."""
-        if self.broken or self._transport.is_closing():
-            self._transport.close()
-            return
-        try:
-            self._write(b"QUIT\r\n")
-            async with asyncio.timeout(self.timeout):
-                await self._reader.replies(1)
-        except (ConnectionLost, TimeoutError):
-            pass
-        finally:
-            self._transport.close()
-
 
 def _envelope(envelope_from: bytes, message: Outgoing) -> bytes | None:
     try:

@@ -1,7 +1,6 @@
 """Writes of the notice pipeline: queueing notices in the staff action's transaction, retrying, resuming, sweeping."""
 
 import unicodedata
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -14,9 +13,9 @@ from django.utils import timezone
 from settings_app.delivery import schedule
 from settings_app.delivery.bulk import insert_rows
 from settings_app.delivery.worker import due
+from settings_app.mail.message import new_message_id
 from settings_app.models import (
     District,
-    Installation,
     Loan,
     Notice,
     NoticeKind,
@@ -36,11 +35,6 @@ class EmailNotSetUp(Exception):
 class Queued:
     queued: int
     already_waiting: int = 0
-
-
-def new_message_id(installation: Installation) -> str:
-    """A Message-ID fixed when the notice is created, so every attempt sends the same message."""
-    return f"<{uuid.uuid4().hex}@{installation.effective_ehlo_name}>"
 
 
 def clean_name(value: str) -> str:
@@ -80,7 +74,7 @@ def notices_queue_overdue(
     """
     row = _configuration(school)
     today = today or timezone.localdate()
-    installation = school.district.installation
+    domain = school.district.installation.effective_ehlo_name  # every attempt sends this same Message-ID
     with transaction.atomic():
         # One overdue run of a school at a time: two clicks must not queue two notices per patron.
         School.objects.select_for_update().filter(pk=school.pk).exists()
@@ -107,7 +101,7 @@ def notices_queue_overdue(
                 "sender_name": sender_name,
                 "sender_email": sender_email,
                 "items": entry["items"],
-                "message_id": new_message_id(installation),
+                "message_id": new_message_id(domain),
                 "created_at": now,
                 "queued_at": now,
                 "next_attempt_at": now,
@@ -133,23 +127,23 @@ def notices_queue_resource_list(
 ) -> Queued:
     """Queue one Resource List message per recipient (raises EmailNotSetUp without a mail server)."""
     row = _configuration(school)
-    installation = school.district.installation
-    patrons = dict(Patron.objects.filter(school=school, email__in=recipients).values_list("email", "id"))
-    names = dict(Patron.objects.filter(school=school, email__in=recipients).values_list("email", "name"))
+    domain = school.district.installation.effective_ehlo_name  # every attempt sends this same Message-ID
+    known = Patron.objects.filter(school=school, email__in=recipients).values_list("email", "id", "name")
+    patrons = {email: (pk, name) for email, pk, name in known}
     now = timezone.now()
     with transaction.atomic():
         notices = [
             {
                 "kind": NoticeKind.RESOURCE_LIST,
                 "school_id": school.pk,
-                "patron_id": patrons.get(address),
-                "recipient_name": clean_name(names.get(address, "")),
+                "patron_id": patrons.get(address, (None, ""))[0],
+                "recipient_name": clean_name(patrons.get(address, (None, ""))[1]),
                 "recipient_email": address,
                 "sender_name": sender_name,
                 "sender_email": sender_email,
                 "note": note,
                 "items": [{"title": title} for title in titles],
-                "message_id": new_message_id(installation),
+                "message_id": new_message_id(domain),
                 "created_at": now,
                 "queued_at": now,
                 "next_attempt_at": now,

@@ -53,10 +53,5 @@ def resource_list(request: AuthenticatedRequest, slug: str) -> HttpResponse:
 
 
 def _page(request: AuthenticatedRequest, school: School, status: Effective) -> dict:
-    districts = permissions.administered_districts(request.user)
-    return {
-        "school": school,
-        "status": status,
-        "can_set_up": districts.filter(pk=school.district_id).exists(),
-        "can_see_log": districts.filter(pk=school.district_id).exists(),
-    }
+    administers = permissions.administered_districts(request.user).filter(pk=school.district_id).exists()
+    return {"school": school, "status": status, "can_set_up": administers, "can_see_log": administers}
