@@ -1,14 +1,15 @@
-"""Benchmark: p50 and p95 of the settings page, the district list and the delivery log under a production ASGI
-server (uvicorn, DEBUG off) with 20 concurrent logged-in clients and 100,000 notices in the database.
+"""Benchmark: p50 and p95 of the settings page, the district list and the delivery log under the production server
+(gunicorn as README's Deployment runs it, DEBUG off) with 20 concurrent logged-in clients and 100,000 notices in the
+database.
 
     .venv/bin/python bench/pages.py [--notices 100000] [--requests 400] [--clients 20] [--workers 2]
 
 The database engine is the one DATABASE_URL names, but always in a database of the benchmark's own: SQLite (the
 default) gets a throwaway file in a temporary directory; PostgreSQL gets `destiny_mail_pages` on the server the URL
-points at, created at the start and dropped at the end (any query string such as `?conn_max_age=60` is kept).
+points at, created at the start and dropped at the end (any query string is kept).
 The script migrates it, bulk-inserts an installation with districts, schools, patrons, notices and their delivery
-attempts, and a super administrator; starts `uvicorn destiny_mail.asgi:application` on a free loopback port; logs
-every client in through the login form (session cookies) and sends each page `--requests` requests from
+attempts, and a super administrator; starts gunicorn serving `destiny_mail.wsgi:application` on a free loopback
+port; logs every client in through the login form (session cookies) and sends each page `--requests` requests from
 `--clients` concurrent keep-alive connections, after one unmeasured warm-up request per client. Every response must
 be a 200 that contains the page's marker. The login page (no session, no query) and a static file are measured the
 same way, as the server's floor. Queries per page are counted in-process first. Everything it starts is stopped.
@@ -37,7 +38,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from serving import asgi_server, free_port  # noqa: E402 (the bench folder is on the path when run)
+from serving import free_port, production_server  # noqa: E402 (the bench folder is on the path when run)
 
 TARGET_MS = 100.0
 PG_DATABASE = "destiny_mail_pages"
@@ -352,7 +353,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def process_tree(pid: int) -> list[int]:
-    """The pid and its descendants (uvicorn's master and its worker processes)."""
+    """The pid and its descendants (gunicorn's master and its worker processes)."""
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
@@ -438,7 +439,7 @@ class Connection:
     async def request(
         self, method: str, path: str, *, cookies: dict[str, str] | None = None, form: dict[str, str] | None = None
     ) -> Response:
-        """One request; on a kept-alive connection the server closed meanwhile (uvicorn: after 5 s idle), it is
+        """One request; on a kept-alive connection the server closed meanwhile (gunicorn: after 2 s idle), it is
         sent again once on a new connection, as browsers do."""
         if self.writer is not None:
             try:
@@ -506,7 +507,7 @@ class Result:
     latencies: list[float]
     elapsed: float
     errors: list[str]
-    server_cpu: float = 0.0  # CPU seconds of uvicorn's processes during the measured requests
+    server_cpu: float = 0.0  # CPU seconds of the server's processes during the measured requests
     client_cpu: float = 0.0  # of this process (the clients)
     other_cpu: float = 0.0  # of everything else on the machine
 
@@ -593,7 +594,7 @@ def main() -> None:
     parser.add_argument("--notices", type=int, default=100_000, help="notices in the database (default 100000)")
     parser.add_argument("--requests", type=int, default=400, help="measured requests per page (default 400)")
     parser.add_argument("--clients", type=int, default=20, help="concurrent clients (default 20)")
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
     parser.add_argument("--districts", type=int, default=12, help="districts (default 12)")
     parser.add_argument("--schools", type=int, default=4, help="schools per district (default 4)")
     parser.add_argument("--patrons", type=int, default=200, help="patrons per school (default 200)")
@@ -617,7 +618,7 @@ def main() -> None:
 
         print(
             f"database: {database.label}; Python {sys.version.split()[0]}, Django {django.__version__}, "
-            f"{os.cpu_count()} cores; uvicorn with {args.workers} worker(s), DEBUG off"
+            f"{os.cpu_count()} cores; gunicorn with {args.workers} worker(s), DEBUG off"
         )
         timed("migrate:", lambda: call_command("migrate", verbosity=0))
         timed("static:", lambda: call_command("collectstatic", interactive=False, verbosity=0))
@@ -641,8 +642,8 @@ def main() -> None:
         connection.close()
 
         port = free_port()
-        print(f"server:   uvicorn on 127.0.0.1:{port}; {args.clients} clients, {args.requests} requests per page")
-        with asgi_server(port, workers=args.workers) as server:
+        print(f"server:   gunicorn on 127.0.0.1:{port}; {args.clients} clients, {args.requests} requests per page")
+        with production_server(port, workers=args.workers) as server:
             meter = CpuMeter(server.pid)
             results = asyncio.run(benchmark(port, pages, args.clients, args.requests, args.timeout, meter))
     finally:
