@@ -12,22 +12,22 @@ def navigation(request: HttpRequest) -> dict:
 
 
 def _items(request: HttpRequest) -> list[dict[str, str]]:
-    """Only the places the user's roles open."""
+    """Only the places the user's roles open (no query for roles the user does not have)."""
     user = request.user
+    roles = permissions.roles(user)
     items = []
-    if permissions.is_super_admin(user):
+    if roles.super_admin:
         items += [
             {"label": "Setup", "url": reverse("setup")},
             {"label": "Delivery log", "url": reverse("delivery_log")},
         ]
-    else:
+    elif roles.districts:
         districts = list(permissions.administered_districts(user))
-        if districts:
-            items.append({"label": "Setup", "url": reverse("setup")})
+        items.append({"label": "Setup", "url": reverse("setup")})
         for district in districts:
             label = "Delivery log" if len(districts) == 1 else f"Delivery log: {district.name}"
             items.append({"label": label, "url": reverse("district_delivery_log", kwargs={"slug": district.slug})})
-    for school in permissions.own_schools(user):
+    for school in permissions.own_schools(user) if roles.schools else []:
         items.append(
             {"label": f"Notices: {school.name}", "url": reverse("school_notices", kwargs={"slug": school.slug})}
         )

@@ -3,6 +3,8 @@
 Access helpers raise Http404 for a scope the user may not see, so ids of other scopes reveal nothing.
 """
 
+from dataclasses import dataclass
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.contrib.auth.models import User as AuthUser
 from django.db.models import Q, QuerySet
@@ -20,34 +22,53 @@ class AuthenticatedRequest(HttpRequest):
     user: AuthUser  # type: ignore[assignment]
 
 
-def _roles(user: User) -> QuerySet[Role]:
+@dataclass(frozen=True, slots=True)
+class Roles:
+    super_admin: bool = False
+    districts: frozenset[int] = frozenset()  # administered (Destiny Administrator)
+    schools: frozenset[int] = frozenset()  # worked at (Library staff)
+
+
+_READ = "_roles_read_this_request"
+
+
+def roles(user: User) -> Roles:
+    """The user's roles, read once per request: each request loads its own user, which keeps them."""
     if not user.is_authenticated or not user.is_active:
-        return Role.objects.none()
-    return Role.objects.filter(user_id=user.pk)
+        return Roles()
+    found = getattr(user, _READ, None)
+    if found is None:
+        rows = list(Role.objects.filter(user_id=user.pk).values_list("kind", "district_id", "school_id"))
+        found = Roles(
+            super_admin=any(kind == RoleKind.SUPER_ADMIN for kind, _, _ in rows),
+            districts=frozenset(district for kind, district, _ in rows if kind == RoleKind.DISTRICT_ADMIN),
+            schools=frozenset(school for kind, _, school in rows if kind == RoleKind.LIBRARY_STAFF),
+        )
+        setattr(user, _READ, found)
+    return found
 
 
 def is_super_admin(user: User) -> bool:
-    return _roles(user).filter(kind=RoleKind.SUPER_ADMIN).exists()
+    return roles(user).super_admin
 
 
 def administered_districts(user: User) -> QuerySet[District]:
     """Districts whose settings and delivery log the user may manage."""
-    if is_super_admin(user):
-        return District.objects.all()
-    return District.objects.filter(roles__in=_roles(user).filter(kind=RoleKind.DISTRICT_ADMIN)).distinct()
+    found = roles(user)
+    return District.objects.all() if found.super_admin else District.objects.filter(pk__in=found.districts)
 
 
 def staffed_schools(user: User) -> QuerySet[School]:
     """Schools the user may send notices for: their own as staff, and every school they administer."""
-    if is_super_admin(user):
+    found = roles(user)
+    if found.super_admin:
         return School.objects.all()
-    staff_roles = _roles(user).filter(kind=RoleKind.LIBRARY_STAFF)
-    return School.objects.filter(Q(roles__in=staff_roles) | Q(district__in=administered_districts(user))).distinct()
+    return School.objects.filter(Q(pk__in=found.schools) | Q(district__in=found.districts))
 
 
 def own_schools(user: User) -> QuerySet[School]:
     """The schools where the user works as library staff (administrators reach schools through Setup)."""
-    return School.objects.filter(roles__in=_roles(user).filter(kind=RoleKind.LIBRARY_STAFF)).distinct()
+    return School.objects.filter(pk__in=roles(user).schools)
 
 
 def get_installation_for_user(user: User) -> Installation:

@@ -2,10 +2,11 @@
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
-from django.db.models import QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from settings_app.crypto import CredentialsUnreadable
@@ -60,6 +61,10 @@ class Effective:
     source: MailSource
     settings: SmtpSettings | None
 
+    @classmethod
+    def of(cls, source: str, own: SmtpSettings | None, consortium: SmtpSettings | None) -> "Effective":
+        return cls(MailSource.OWN, own) if source == MailSource.OWN else cls(MailSource.CONSORTIUM, consortium)
+
     @property
     def configured(self) -> bool:
         return self.settings is not None
@@ -83,16 +88,31 @@ def pause_advice(row: SmtpSettings | None) -> Advice | None:
         return None
 
 
+def _settings_rows(scopes: Q) -> list[SmtpSettings]:
+    """Settings rows, each with the names of who changed it, set its password and tested it last
+    (`updated_by_name`, `password_changed_by_name`, `last_test_by_name`)."""
+    name = User.USERNAME_FIELD
+    people = {
+        f"{person}_name": F(f"{person}__{name}") for person in ("updated_by", "password_changed_by", "last_test_by")
+    }
+    return list(SmtpSettings.objects.filter(scopes).annotate(**people))
+
+
 def scope_settings(scope: Scope) -> SmtpSettings | None:
-    people = ("updated_by", "password_changed_by", "last_test_by")
-    return SmtpSettings.objects.filter(**scope_kwargs(scope)).select_related(*people).first()
+    rows = _settings_rows(Q(**scope_kwargs(scope)))
+    return rows[0] if rows else None
+
+
+def district_settings(district: District) -> tuple[SmtpSettings | None, SmtpSettings | None]:
+    """The district's own settings and the consortium's, in one query."""
+    rows = _settings_rows(Q(district=district) | Q(installation_id=district.installation_id))
+    own = next((row for row in rows if row.district_id is not None), None)
+    return own, next((row for row in rows if row.installation_id is not None), None)
 
 
 def effective_settings(district: District) -> Effective:
     """The district's own settings, or the consortium's when the district uses them."""
-    if district.mail_source == MailSource.OWN:
-        return Effective(MailSource.OWN, scope_settings(district))
-    return Effective(MailSource.CONSORTIUM, scope_settings(district.installation))
+    return Effective.of(district.mail_source, *district_settings(district))
 
 
 @dataclass(frozen=True)
@@ -106,7 +126,7 @@ def password_status(row: SmtpSettings | None) -> PasswordStatus:
     """Whether a usable password is stored, without ever returning it."""
     if row is None or not row.has_password:
         return PasswordStatus("none")
-    by = row.password_changed_by.get_username() if row.password_changed_by else ""
+    by = getattr(row, "password_changed_by_name", None) or ""
     try:
         row.password()
     except CredentialsUnreadable:
@@ -114,8 +134,11 @@ def password_status(row: SmtpSettings | None) -> PasswordStatus:
     return PasswordStatus("set", row.password_changed_at, by)
 
 
-def settings_history(scope: Scope, limit: int = 10) -> list[SettingsChange]:
-    return list(SettingsChange.objects.filter(**scope_kwargs(scope)).select_related("changed_by")[:limit])
+def settings_history(scope: Scope, limit: int = 10) -> list[dict[str, Any]]:
+    """The latest changes: when (`changed_at`), who (`changed_by_name`) and what (`summary`)."""
+    changes = SettingsChange.objects.filter(**scope_kwargs(scope))
+    who = F(f"changed_by__{User.USERNAME_FIELD}")
+    return [dict(change) for change in changes.values("changed_at", "summary", changed_by_name=who)[:limit]]
 
 
 @dataclass(frozen=True)
@@ -124,18 +147,22 @@ class DistrictStatus:
     effective: Effective
 
 
-def district_statuses(installation: Installation, districts: QuerySet[District] | None = None) -> list[DistrictStatus]:
-    """Every district (or those given) with the settings it sends through, in two queries."""
-    consortium = scope_settings(installation)
+def district_statuses(
+    installation: Installation,
+    districts: QuerySet[District] | None = None,
+    *,
+    consortium: SmtpSettings | None | Literal["read"] = "read",
+) -> list[DistrictStatus]:
+    """Every district (or those given) with the settings it sends through, in two queries (one when the
+    consortium's settings are given)."""
+    if consortium == "read":
+        consortium = scope_settings(installation)
     if districts is None:
         districts = District.objects.filter(installation=installation)
     districts = districts.select_related("smtp_settings__delivery_state")
     return [
         DistrictStatus(
-            district,
-            Effective(MailSource.OWN, getattr(district, "smtp_settings", None))
-            if district.mail_source == MailSource.OWN
-            else Effective(MailSource.CONSORTIUM, consortium),
+            district, Effective.of(district.mail_source, getattr(district, "smtp_settings", None), consortium)
         )
         for district in districts
     ]

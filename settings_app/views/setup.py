@@ -116,7 +116,10 @@ def smtp_form(
 
 def page(request: AuthenticatedRequest, scope: Scope, *, status: int = 200, **given) -> HttpResponse:
     """The Options or District Options tab, with any bound forms and test result passed in `given`."""
-    row = selectors.scope_settings(scope)
+    if isinstance(scope, District):
+        row, consortium = selectors.district_settings(scope)
+    else:
+        row, consortium = selectors.scope_settings(scope), None
     context = {
         "scope": scope,
         "row": row,
@@ -136,10 +139,9 @@ def page(request: AuthenticatedRequest, scope: Scope, *, status: int = 200, **gi
     )
     if isinstance(scope, Installation):
         context.setdefault("installation_form", InstallationForm(instance=scope))
-        context["districts"] = selectors.district_statuses(scope)
+        context["districts"] = selectors.district_statuses(scope, consortium=row)
         return render(request, "settings_app/installation_options.html", context, status=status)
-    consortium = selectors.scope_settings(scope.installation)
-    context["effective"] = selectors.effective_settings(scope)
+    context["effective"] = selectors.Effective.of(scope.mail_source, row, consortium)
     context.setdefault(
         "source_form",
         MailSourceForm(initial={"mail_source": scope.mail_source}, consortium_available=consortium is not None),
