@@ -83,6 +83,8 @@ TEMPLATES = [
     },
 ]
 
+FORM_RENDERER = "settings_app.forms.WidgetRenderer"
+
 (BASE_DIR / "var").mkdir(exist_ok=True)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
