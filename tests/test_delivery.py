@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import cast
 
@@ -429,6 +430,38 @@ def test_notices_left_behind_by_a_dead_worker_go_out_after_the_lease_and_are_cou
     notice = Notice.objects.get()
     assert notice.status == NoticeStatus.SENT and notice.possible_duplicates == 1
     assert len(handler.messages) == 1
+
+
+def booked_together() -> list[int]:
+    """How many attempts each booking wrote, in order (one booking writes its rows with one timestamp)."""
+    return [count for _, count in sorted(Counter(DeliveryAttempt.objects.values_list("at", flat=True)).items())]
+
+
+def test_outcomes_are_booked_every_few_messages_not_once_per_batch(school, handler, row, north_staff, monkeypatch):
+    monkeypatch.setattr(worker, "BOOK_EVERY", 4)
+    monkeypatch.setattr(worker, "BOOK_WITHIN", 60.0)
+    for i in range(10):
+        overdue(school, f"Patron {i}", f"p{i}@example.org", "Dune")
+    queue_overdue(school, north_staff)
+    worker.deliver(row.pk)
+    assert booked_together() == [4, 4, 2]
+    assert len(handler.messages) == 10 and set(Notice.objects.values_list("status", flat=True)) == {NoticeStatus.SENT}
+
+
+def test_a_slow_server_gets_its_outcomes_booked_every_tenth_of_a_second(school, handler, row, north_staff, monkeypatch):
+    delay = 0.02
+    handler.on_message = lambda received: time.sleep(delay)
+    monkeypatch.setattr(worker, "BOOK_WITHIN", 0.05)
+    for i in range(12):
+        overdue(school, f"Patron {i}", f"p{i}@example.org", "Dune")
+    queue_overdue(school, north_staff)
+    worker.deliver(row.pk)
+    groups = booked_together()
+    # The first message and those started before the chunk's time is up: at most one more than fit in it.
+    assert sum(groups) == 12 and max(groups) <= worker.BOOK_WITHIN / delay + 2 and len(groups) >= 3
+    received = [m.message["Message-ID"] for m in handler.messages]
+    assert sorted(received) == sorted(Notice.objects.values_list("message_id", flat=True)), "each sent exactly once"
+    assert set(Notice.objects.values_list("status", "attempts")) == {(NoticeStatus.SENT, 1)}
 
 
 def test_a_notice_past_the_give_up_age_fails_with_its_reason(school, handler, row, north_staff):

@@ -12,7 +12,6 @@ from django.utils import timezone
 
 from settings_app.delivery import schedule
 from settings_app.delivery.bulk import insert_rows
-from settings_app.delivery.worker import due
 from settings_app.mail.message import new_message_id
 from settings_app.models import (
     District,
@@ -184,7 +183,7 @@ def sweep() -> int:
     """Enqueue delivery for every configuration with notices due (or left behind); returns how many."""
     from settings_app import tasks
 
-    school_ids = Notice.objects.filter(due(timezone.now())).values_list("school_id", flat=True).distinct()
+    school_ids = Notice.objects.due(timezone.now()).values_list("school_id", flat=True).distinct()
     districts = District.objects.filter(schools__in=school_ids).select_related("installation").distinct()
     configurations = {pk for pk in map(_configuration_id, districts) if pk is not None}
     for settings_id in configurations:

@@ -2,22 +2,23 @@
 
 Many workers may serve one database. Each batch reserves slots of the configuration's hourly cap, claims due
 notices with SELECT ... FOR UPDATE SKIP LOCKED and a lease, writes them with the fast renderer and sends them
-through one pipelined SMTP session; the outcomes are written with a handful of bulk statements. A worker that
-dies leaves leased rows behind; once the lease expires any worker claims them again (counted as possible
-duplicates, since some may have reached the server). The sweep re-enqueues delivery for anything due.
-"""
+through one pipelined SMTP session, booking the outcomes with a handful of bulk statements every few dozen
+messages or tenth of a second. A worker that dies leaves leased rows behind; once the lease expires any worker
+claims them again, counted as possible duplicates: the last unbooked messages may have reached the server.
+The sweep re-enqueues delivery for anything due."""
 
 import asyncio
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import transaction
-from django.db.models import Case, F, PositiveSmallIntegerField, Q, When
+from django.db.models import Case, F, PositiveSmallIntegerField, QuerySet, When
 from django.utils import timezone
 
 from settings_app import crypto
@@ -46,6 +47,10 @@ logger = logging.getLogger(__name__)
 
 # A run hands over to a fresh task (and connection) after this long, so one configuration never hogs a worker.
 RUN_SECONDS = 20.0
+# Outcomes are booked at least this often (messages, seconds): a worker that dies can leave no more than this
+# delivered but unbooked.
+BOOK_EVERY = 50
+BOOK_WITHIN = 0.1
 _NOTICE_FIELDS = (
     "id",
     "kind",
@@ -69,11 +74,6 @@ _OUTCOMES = {
     Action.FAIL: AttemptOutcome.FAILED,
     Action.PAUSE: AttemptOutcome.PAUSED,
 }
-
-
-def due(now: datetime) -> Q:
-    """Notices a worker may claim now: queued and due, or left behind by a worker whose lease ran out."""
-    return Q(status=NoticeStatus.QUEUED, next_attempt_at__lte=now) | Q(status=NoticeStatus.SENDING, lease_until__lt=now)
 
 
 def served_districts(row: SmtpSettings) -> Iterable[District]:
@@ -146,14 +146,34 @@ def pause(settings_id: int, category: str, detail: str) -> None:
 
 @dataclass
 class Batch:
+    """Claimed notices, handed to the sender a chunk at a time, each chunk booked before the next one goes out."""
+
     grant: cap.Grant
     rows: dict[int, dict]
     deadline: datetime
+    waiting: deque[int] = field(init=False)  # not attempted yet, in claim order
+    transmitted: int = 0  # messages whose content went out in full: the cap slots used
+
+    def __post_init__(self) -> None:
+        self.waiting = deque(self.rows)
+
+    def take(self, count: int) -> list[int]:
+        return [self.waiting.popleft() for _ in range(min(count, len(self.waiting)))]
+
+    def put_back(self, ids: list[int]) -> None:
+        self.waiting.extendleft(reversed(ids))
+
+
+@dataclass
+class Chunk:
+    ids: list[int]
+    results: list[Result] = field(default_factory=list)
     refused: list[Result] = field(default_factory=list)  # could not be written (an address SMTP cannot carry)
 
-    def outgoing(self, plan: "Plan") -> Iterator[Outgoing]:
+    def outgoing(self, plan: "Plan", rows: dict[int, dict]) -> Iterator[Outgoing]:
         """Each notice as bytes, written only when the sender asks for it (while it waits for the server)."""
-        for pk, row in self.rows.items():
+        for pk in self.ids:
+            row = rows[pk]
             try:
                 data = plan.writer.message(_letterhead(plan, row), _letter(row))
                 recipient = render.ascii_address(plan.divert_to or row["recipient_email"])
@@ -161,6 +181,11 @@ class Batch:
                 self.refused.append(Result(pk, False, Stage.RCPT, None, str(exc), False))
                 continue
             yield Outgoing(pk, recipient, data)
+
+    @property
+    def unattempted(self) -> list[int]:
+        done = {result.key for result in [*self.refused, *self.results]}
+        return [pk for pk in self.ids if pk not in done]
 
 
 def _letterhead(plan: Plan, row: dict) -> render.Letterhead:
@@ -189,7 +214,7 @@ def claim(plan: Plan) -> Batch | None:
         return None
     now = timezone.now()
     lease_until = now + policy.lease()
-    pending = Notice.objects.filter(due(now), school_id__in=plan.school_ids)
+    pending = Notice.objects.due(now).filter(school_id__in=plan.school_ids)
     with transaction.atomic():
         ids = list(
             pending.order_by("next_attempt_at", "id")
@@ -217,17 +242,23 @@ def _rows(ids: list[int]) -> dict[int, dict]:
     return {row["id"]: row for row in Notice.objects.filter(id__in=ids).order_by("id").values(*_NOTICE_FIELDS)}
 
 
-def record(plan: Plan, batch: Batch, results: list[Result], *, broken: bool) -> None:
-    """Book a batch's outcomes in bulk; notices not attempted go back to the queue untouched."""
+def _held(plan: Plan) -> QuerySet[Notice]:
+    """The notices this run still holds. A lease token is set only while its notices are sending, and filtering
+    on it (not on the status too) keeps PostgreSQL on the primary key rather than the status index."""
+    return Notice.objects.filter(lease_token=plan.token)
+
+
+def record(plan: Plan, batch: Batch, chunk: Chunk, *, last: bool, broken: bool = False) -> None:
+    """Book one chunk's outcomes in bulk. After the `last` chunk, whatever was not attempted goes back to the queue
+    untouched and the batch's cap slots are settled."""
     now = timezone.now()
-    verdicts = {result.key: policy.judge(result) for result in [*batch.refused, *results]}
+    verdicts = {result.key: policy.judge(result) for result in [*chunk.refused, *chunk.results]}
+    batch.transmitted += sum(result.transmitted for result in chunk.results)
     with transaction.atomic():
         resume_at = now
         if broken or any(v.action is Action.BUSY for v in verdicts.values()):
             resume_at = _back_off(plan.settings_id, now, verdicts)
-        elif verdicts:
-            DeliveryState.objects.filter(smtp_settings_id=plan.settings_id, busy_streak__gt=0).update(busy_streak=0)
-        owned = Notice.objects.filter(lease_token=plan.token, status=NoticeStatus.SENDING)
+        owned = _held(plan)
         sent = [pk for pk, verdict in verdicts.items() if verdict.action is Action.SENT]
         owned.filter(id__in=sent).update(
             status=NoticeStatus.SENT,
@@ -240,11 +271,7 @@ def record(plan: Plan, batch: Batch, results: list[Result], *, broken: bool) -> 
             last_reply="",
             smtp_settings_id=plan.settings_id,
         )
-        _book_others(plan, batch, verdicts, now, resume_at)
-        untouched = set(batch.rows) - set(verdicts)
-        owned.filter(id__in=untouched).update(
-            status=NoticeStatus.QUEUED, lease_until=None, lease_token="", next_attempt_at=resume_at
-        )
+        _book_others(plan, verdicts, now, resume_at)
         insert_rows(
             DeliveryAttempt,
             [
@@ -260,8 +287,14 @@ def record(plan: Plan, batch: Batch, results: list[Result], *, broken: bool) -> 
                 for pk, verdict in verdicts.items()
             ],
         )
-        cap.settle(batch.grant, used=sum(result.transmitted for result in results))
-        _pause_if_needed(plan, verdicts)
+        if last:
+            if resume_at == now:
+                DeliveryState.objects.filter(smtp_settings_id=plan.settings_id, busy_streak__gt=0).update(busy_streak=0)
+            owned.filter(id__in=[*chunk.unattempted, *batch.waiting]).update(
+                status=NoticeStatus.QUEUED, lease_until=None, lease_token="", next_attempt_at=resume_at
+            )
+            cap.settle(batch.grant, used=batch.transmitted)
+            _pause_if_needed(plan, verdicts)
     if resume_at > now:
         schedule.deliver_later(plan.settings_id, at=resume_at)
 
@@ -277,12 +310,12 @@ def _back_off(settings_id: int, now: datetime, verdicts: dict[int, Verdict]) -> 
     return state.not_before
 
 
-def _book_others(plan: Plan, batch: Batch, verdicts: dict[int, Verdict], now: datetime, resume_at: datetime) -> None:
-    """Every outcome but success: a few rows per batch, so one bulk_update."""
+def _book_others(plan: Plan, verdicts: dict[int, Verdict], now: datetime, resume_at: datetime) -> None:
+    """Every outcome but success: a few rows per chunk, so one bulk_update."""
     others = {pk: v for pk, v in verdicts.items() if v.action is not Action.SENT}
     if not others:
         return
-    notices = list(Notice.objects.filter(id__in=others, lease_token=plan.token, status=NoticeStatus.SENDING))
+    notices = list(_held(plan).filter(id__in=others))
     refused_patrons: dict[int, str] = {}
     for notice in notices:
         verdict = others[notice.pk]
@@ -346,7 +379,7 @@ def connection_failed(plan: Plan, problem: SmtpProblem) -> None:
         return
     with transaction.atomic():
         resume_at = _back_off(plan.settings_id, now, {0: verdict})
-        Notice.objects.filter(due(now), school_id__in=plan.school_ids).filter(status=NoticeStatus.QUEUED).update(
+        Notice.objects.due(now).filter(school_id__in=plan.school_ids).filter(status=NoticeStatus.QUEUED).update(
             last_category=verdict.category, last_error=verdict.label, next_attempt_at=resume_at
         )
         # Notices carry only the verdict: their log is shown to districts that may not see the server's details.
@@ -365,21 +398,19 @@ def _stops_run(result: Result) -> bool:
 
 
 def release(plan: Plan, batch: Batch) -> None:
-    """Give a claimed batch back untouched (the session could not be opened)."""
-    Notice.objects.filter(id__in=batch.rows, lease_token=plan.token, status=NoticeStatus.SENDING).update(
-        status=NoticeStatus.QUEUED, lease_until=None, lease_token=""
-    )
-    cap.settle(batch.grant, used=0)
+    """Give back what a batch still holds (the session could not be opened, or was lost)."""
+    _held(plan).filter(id__in=batch.rows).update(status=NoticeStatus.QUEUED, lease_until=None, lease_token="")
+    cap.settle(batch.grant, used=batch.transmitted)
 
 
 async def _run(plan: Plan) -> None:
     """Claim, send and book batches over one session until nothing is due, the cap is reached or time is up.
 
-    Batches alternate with their bookkeeping rather than overlapping it in a thread: the event loop waiting for
-    the GIL behind a busy ORM thread costs more than it saves. Writing the next message while the server
-    answers the current one is where the overlap is.
+    Sending and bookkeeping alternate rather than overlap in a thread: the event loop waiting for the GIL behind
+    a busy ORM thread costs more than it saves. Writing the next message while the server answers the current
+    one is where the overlap is.
     """
-    claim_next, book, give_back = sync_to_async(claim), sync_to_async(record), sync_to_async(release)
+    claim_next, give_back = sync_to_async(claim), sync_to_async(release)
     started = time.monotonic()
     batch = await claim_next(plan)
     if batch is None:
@@ -387,9 +418,7 @@ async def _run(plan: Plan) -> None:
     try:
         async with mail_session(plan.config) as sender:
             while batch is not None:
-                results = await _send(sender, plan, batch)
-                await book(plan, batch, results, broken=sender.broken)
-                if sender.broken or any(map(_stops_run, results)):
+                if await _deliver(sender, plan, batch):
                     return
                 if time.monotonic() - started > RUN_SECONDS:
                     # More may be due: a fresh task (and connection) carries on, so others get a turn.
@@ -402,18 +431,36 @@ async def _run(plan: Plan) -> None:
         await sync_to_async(connection_failed)(plan, problem)
 
 
-async def _send(sender: PipelinedSender, plan: Plan, batch: Batch) -> list[Result]:
-    # A message started just before the deadline may still wait for each of its replies: two when pipelining
+async def _deliver(sender: PipelinedSender, plan: Plan, batch: Batch) -> bool:
+    """Send a batch a chunk at a time, booking each chunk before the next goes out; True when the run must stop.
+
+    A chunk ends after BOOK_EVERY messages or BOOK_WITHIN seconds, whichever comes first, so a worker that dies
+    can have left at most that much delivered but unbooked (sent again once its lease ends, and counted).
+    """
+    book = sync_to_async(record)
+    loop = asyncio.get_running_loop()
+    # A message started just before the lease's end may still wait for each of its replies: two when pipelining
     # (envelope, content), four otherwise. Leave room for them, so none goes out on an expired lease.
     replies = 2 if sender.pipelining else 4
     seconds_left = (batch.deadline - timezone.now()).total_seconds() - replies * sender.timeout - 1
-    deadline = asyncio.get_running_loop().time() + seconds_left
-    return await sender.send(plan.envelope_sender, batch.outgoing(plan), stop=_stops_run, deadline=deadline)
+    lease_ends = loop.time() + seconds_left
+    while True:
+        chunk = Chunk(batch.take(BOOK_EVERY))
+        deadline = min(lease_ends, loop.time() + BOOK_WITHIN)
+        outgoing = chunk.outgoing(plan, batch.rows)
+        chunk.results = await sender.send(plan.envelope_sender, outgoing, stop=_stops_run, deadline=deadline)
+        stop = sender.broken or any(map(_stops_run, chunk.results))
+        last = stop or loop.time() >= lease_ends or not (batch.waiting or chunk.unattempted)
+        if not last:
+            batch.put_back(chunk.unattempted)  # the chunk's time ran out before they started
+        await book(plan, batch, chunk, last=last, broken=sender.broken)
+        if last:
+            return stop
 
 
 def deliver(settings_id: int) -> None:
     """Send what is due through one configuration (the body of the `deliver` task)."""
     plan = _plan(settings_id)
-    if plan is None or not Notice.objects.filter(due(timezone.now()), school_id__in=plan.school_ids).exists():
+    if plan is None or not Notice.objects.due(timezone.now()).filter(school_id__in=plan.school_ids).exists():
         return
     async_to_sync(_run)(plan)

@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -18,6 +20,13 @@ class NoticeStatus(models.TextChoices):
     SENDING = "sending", "Sending"
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed"
+
+
+class NoticeQuerySet(models.QuerySet["Notice"]):
+    def due(self, now: datetime) -> "NoticeQuerySet":
+        """Notices a worker may claim now: queued and due, or left behind by a worker whose lease ran out."""
+        queued = Q(status=NoticeStatus.QUEUED, next_attempt_at__lte=now)
+        return self.filter(queued | Q(status=NoticeStatus.SENDING, lease_until__lt=now))
 
 
 class Notice(models.Model):
@@ -67,6 +76,8 @@ class Notice(models.Model):
     )
     # Times the message may have reached the server without us hearing so (lost after the final dot).
     possible_duplicates = models.PositiveSmallIntegerField(default=0)
+
+    objects = NoticeQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
