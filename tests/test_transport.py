@@ -9,9 +9,11 @@ import pytest
 from aiosmtpd.smtp import SMTP as ServerSMTP
 from aiosmtpd.smtp import AuthResult, Envelope, Session
 
+from settings_app.delivery.connection import mail_session
+from settings_app.delivery.pipeline import Outgoing, Result
 from settings_app.mail import transport
 from settings_app.mail.config import ReachPolicy, Transport
-from settings_app.mail.diagnosis import Category, Diagnosis, StepKind
+from settings_app.mail.diagnosis import Category, Diagnosis, SmtpProblem, StepKind
 from settings_app.mail.localserver import RecordingHandler, ServerMode
 from settings_app.mail.message import build_message, new_message_id
 from tests.smtp_servers import OUTSIDER, PASSWORD, SSH_BANNER, UNKNOWN_USER, USERNAME
@@ -345,68 +347,52 @@ async def test_message_with_a_lone_dot_line_arrives_intact_as_one_message(plain_
     assert received.message.get_content().replace("\r\n", "\n") == text
 
 
-# Delivery sessions.
+# Delivery sessions: the connector opens the connection, the delivery worker's pipelined sender borrows it.
 
 
-def raw_message(number: int, to: str = PATRON) -> bytes:
-    return (
+def outgoing(number: int, to: str = PATRON) -> Outgoing:
+    data = (
         f"From: {SENDER}\r\nTo: {to}\r\nSubject: Notice {number}\r\n"
-        f"Message-ID: <notice-{number}@north.example.org>\r\n\r\nBody {number}\r\n.\r\n"
-    ).encode()
+        f"Message-ID: <notice-{number}@north.example.org>\r\n\r\nBody {number}\r\n"
+    )
+    return Outgoing(number, to, data.encode())
 
 
-async def test_session_sends_many_messages_over_one_connection(plain_auth_server):
-    async with transport.open_session(login(plain_auth_server)) as session:
-        outcomes = [await session.send(raw_message(n), sender=SENDER, recipients=[PATRON]) for n in range(50)]
+async def deliver(config, messages: list[Outgoing]) -> tuple[list[Result], bool]:
+    async with mail_session(config) as sender:
+        results = await sender.send(SENDER, messages)
+        return results, sender.broken
 
-    assert all(outcome.ok for outcome in outcomes)
-    assert [outcome.queue_id for outcome in outcomes] == [f"Q{n}" for n in range(1, 51)]
+
+async def test_a_session_sends_many_messages_over_one_logged_in_connection(plain_auth_server):
+    results, broken = await deliver(login(plain_auth_server), [outgoing(n) for n in range(50)])
+
+    assert not broken and all(result.accepted for result in results)
+    assert [result.reply.rsplit(" ", 1)[-1] for result in results] == [f"Q{n}" for n in range(1, 51)]
     recorded = plain_auth_server.recorded
     assert len(recorded.messages) == 50
     assert recorded.ehlo_names == [plain_auth_server.config().ehlo_name]  # one connection
     assert recorded.sasl_commands == ["PLAIN"]
-    assert recorded.messages[7].data.endswith(b"Body 7\r\n.\r\n")
+    assert recorded.messages[7].data.endswith(b"Body 7\r\n")
 
 
-async def test_session_refusal_of_one_recipient_fails_only_that_message(picky_server):
-    recipients = [PATRON, UNKNOWN_USER, "other.patron@north.example.org"]
+async def test_a_session_over_starttls_carries_the_messages_encrypted_and_logged_in(starttls_server):
+    results, broken = await deliver(login(starttls_server, Transport.TLS), [outgoing(1), outgoing(2)])
 
-    async with transport.open_session(picky_server.config()) as session:
-        outcomes = [
-            await session.send(raw_message(n, to), sender=SENDER, recipients=[to]) for n, to in enumerate(recipients)
-        ]
-        assert session.alive
-
-    assert [outcome.ok for outcome in outcomes] == [True, False, True]
-    assert outcomes[1].category is Category.RECIPIENT_REJECTED
-    assert outcomes[1].code == 550
-    assert not outcomes[1].transient
-    assert [m.rcpt_tos for m in picky_server.recorded.messages] == [(PATRON,), ("other.patron@north.example.org",)]
+    assert not broken and [result.accepted for result in results] == [True, True]
+    received = starttls_server.recorded.messages
+    assert [m.message["Subject"] for m in received] == ["Notice 1", "Notice 2"]
+    assert all(m.tls and m.login == USERNAME for m in received)
 
 
-async def test_session_partial_refusal_names_the_refused_recipient(picky_server):
-    async with transport.open_session(picky_server.config()) as session:
-        outcome = await session.send(message(), sender=SENDER, recipients=[PATRON, UNKNOWN_USER])
+async def test_a_session_stops_at_421_and_sends_nothing_more(busy_server):
+    results, broken = await deliver(busy_server.config(), [outgoing(1), outgoing(2)])
 
-    assert outcome.ok
-    assert [(refusal.recipient, refusal.code) for refusal in outcome.refused] == [(UNKNOWN_USER, 550)]
-    assert outcome.refused[0].category is Category.RECIPIENT_REJECTED
-
-
-async def test_session_stops_after_421_and_does_not_send_on_a_dead_connection(busy_server):
-    async with transport.open_session(busy_server.config()) as session:
-        first = await session.send(raw_message(1), sender=SENDER, recipients=[PATRON])
-        second = await session.send(raw_message(2), sender=SENDER, recipients=[PATRON])
-        alive = session.alive
-
-    assert first.category is Category.SERVER_BUSY
-    assert first.transient and first.code == 421
-    assert not alive
-    assert second.category is Category.CONNECTION_LOST and "Not sent" in second.detail
+    assert broken and [(result.key, result.code) for result in results] == [(1, 421)]
     assert busy_server.recorded.senders == [SENDER]
 
 
-async def test_connection_lost_after_the_final_dot_is_flagged_as_maybe_delivered(smtp_server_factory):
+async def test_a_connection_lost_after_the_final_dot_is_unconfirmed(smtp_server_factory):
     class HangUpAfterData(RecordingHandler):
         async def handle_DATA(self, server: ServerSMTP, session: Session, envelope: Envelope) -> str:
             await super().handle_DATA(server, session, envelope)
@@ -416,31 +402,29 @@ async def test_connection_lost_after_the_final_dot_is_flagged_as_maybe_delivered
 
     server = smtp_server_factory(HangUpAfterData())
 
-    async with transport.open_session(server.config()) as session:
-        outcome = await session.send(raw_message(1), sender=SENDER, recipients=[PATRON])
-        assert not session.alive
+    results, broken = await deliver(server.config(), [outgoing(1), outgoing(2)])
 
-    assert outcome.category is Category.CONNECTION_LOST
-    assert outcome.maybe_delivered
-    assert outcome.transient
+    assert broken and len(results) == 1 and results[0].unconfirmed
+    assert len(server.recorded.messages) == 1
 
 
-async def test_session_that_cannot_log_in_raises_with_a_diagnosis(plain_auth_server):
-    with pytest.raises(transport.SessionFailed) as failure:
-        async with transport.open_session(login(plain_auth_server, password="wrong")):
+async def test_a_session_that_cannot_log_in_raises_with_a_diagnosis(plain_auth_server):
+    with pytest.raises(SmtpProblem) as failure:
+        async with mail_session(login(plain_auth_server, password="wrong")):
             pytest.fail("the session must not open")
 
-    assert failure.value.diagnosis.category is Category.AUTH_FAILED
+    assert failure.value.category is Category.AUTH_FAILED
     assert plain_auth_server.recorded.sasl_commands == ["PLAIN"]
 
 
-async def test_invalid_address_in_a_session_is_classified_without_ending_it(plain_server):
-    async with transport.open_session(plain_server.config()) as session:
-        bad = await session.send(raw_message(1), sender=SENDER, recipients=["patron@north.example.org>\r\nRSET"])
-        good = await session.send(raw_message(2), sender=SENDER, recipients=[PATRON])
+async def test_an_address_that_would_inject_a_command_is_refused_without_ending_the_session(plain_server):
+    results, broken = await deliver(
+        plain_server.config(), [outgoing(1, "patron@north.example.org>\r\nRSET"), outgoing(2)]
+    )
 
-    assert bad.category is Category.INVALID_ADDRESS
-    assert good.ok
+    assert not broken
+    assert [(result.key, result.accepted, result.code) for result in results] == [(1, False, None), (2, True, 250)]
+    assert [m.rcpt_tos for m in plain_server.recorded.messages] == [(PATRON,)]
 
 
 class ReplyLines(asyncio.Protocol):
@@ -464,19 +448,18 @@ class ReplyLines(asyncio.Protocol):
 async def test_a_lent_transport_carries_raw_commands_and_the_session_goes_on_when_it_is_handed_back(starttls_server):
     async with transport.open_session(login(starttls_server, Transport.TLS)) as session:
         assert not session.pipelining  # aiosmtpd does not offer it
-        with session.lend_transport() as wire:
-            own, mine = wire.get_protocol(), ReplyLines()
-            wire.set_protocol(mine)
-            wire.write(f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<{PATRON}>\r\nDATA\r\n".encode())
-            replies = await mine.replies(3)
-            wire.write(raw_message(1))
-            replies = await mine.replies(4)
-            wire.set_protocol(own)
-        after = await session.send(raw_message(2), sender=SENDER, recipients=[PATRON])
-        assert session.alive
+        for number in (1, 2):
+            with session.lend_transport() as wire:
+                own, mine = wire.get_protocol(), ReplyLines()
+                wire.set_protocol(mine)
+                wire.write(f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<{PATRON}>\r\nDATA\r\n".encode())
+                await mine.replies(3)
+                wire.write(outgoing(number).data + b".\r\n")
+                replies = await mine.replies(4)
+                wire.set_protocol(own)
+            assert session.alive
 
     assert [line[:3] for line in replies] == [b"250", b"250", b"354", b"250"]
-    assert after.ok
     received = starttls_server.recorded.messages
     assert [m.message["Subject"] for m in received] == ["Notice 1", "Notice 2"]
     assert all(m.tls and m.login == USERNAME for m in received)

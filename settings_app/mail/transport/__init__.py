@@ -9,27 +9,24 @@ resolves it a second time.
     diagnosis = await transport.test_server(config)
     diagnosis = await transport.send_test_email(config, message=message, sender=..., recipients=[...])
     async with transport.open_session(config) as session:
-        outcome = await session.send(message, sender=..., recipients=[...])
+        with session.lend_transport() as wire:
+            ...  # the delivery worker's pipelined sender writes its mail transactions on `wire`
 
 (Import the module rather than `test_server` itself: pytest would collect a bare `test_server` as a test.)
 """
 
 from settings_app.mail.transport.session import (
     DeliverySession,
-    SendOutcome,
     SessionFailed,
     open_session,
     send_test_email,
     test_server,
 )
-from settings_app.mail.transport.verdicts import Refusal, classify, queue_id
+from settings_app.mail.transport.verdicts import queue_id
 
 __all__ = [
     "DeliverySession",
-    "Refusal",
-    "SendOutcome",
     "SessionFailed",
-    "classify",
     "open_session",
     "queue_id",
     "send_test_email",

@@ -3,38 +3,11 @@
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from email.message import Message
 
-import aiosmtplib
-from aiosmtplib import SMTPResponse
-
 from settings_app.mail.config import SmtpConfig
-from settings_app.mail.diagnosis import ADVICE, Category, Diagnosis, SmtpProblem, StepKind
+from settings_app.mail.diagnosis import Category, Diagnosis, SmtpProblem
 from settings_app.mail.transport.conversation import Conversation
-from settings_app.mail.transport.verdicts import Refusal, classify, queue_id, refusals
-
-
-@dataclass(frozen=True, slots=True)
-class SendOutcome:
-    """What happened to one message of a delivery session.
-
-    `maybe_delivered` is set when the connection failed during DATA: the server may have accepted the
-    message without us hearing so, and sending it again may deliver it twice.
-    """
-
-    ok: bool
-    category: Category = Category.OK
-    code: int | None = None
-    reply: str = ""
-    detail: str = ""
-    queue_id: str = ""
-    refused: tuple[Refusal, ...] = ()
-    maybe_delivered: bool = False
-
-    @property
-    def transient(self) -> bool:
-        return ADVICE[self.category].transient
 
 
 class SessionFailed(Exception):
@@ -72,12 +45,12 @@ async def send_test_email(config: SmtpConfig, *, message: Message, sender: str, 
 
 
 @asynccontextmanager
-async def open_session(config: SmtpConfig, *, transcript: bool = False) -> AsyncIterator["DeliverySession"]:
+async def open_session(config: SmtpConfig) -> AsyncIterator["DeliverySession"]:
     """One connection for a batch of messages: `async with open_session(config) as session: ...`.
 
     Raises SessionFailed when the connection cannot be opened, secured or logged in. QUITs at the end.
     """
-    conversation = Conversation(config, transcript=transcript)
+    conversation = Conversation(config)
     try:
         try:
             await conversation.run(Conversation.open)
@@ -92,15 +65,10 @@ async def open_session(config: SmtpConfig, *, transcript: bool = False) -> Async
 
 
 class DeliverySession:
-    """An open, secured and logged-in connection that sends one message after another."""
+    """An open, secured and logged-in connection whose transport a sender borrows for its mail transactions."""
 
     def __init__(self, conversation: Conversation) -> None:
-        self.setup = conversation.diagnosis(None)
-        self._config = conversation.config
         self._client = conversation.client
-        if conversation.recorder.lines is None:
-            # The bulk path keeps no per-message steps.
-            self._client.recorder = None
 
     @property
     def alive(self) -> bool:
@@ -131,26 +99,6 @@ class DeliverySession:
             if wire.get_protocol() is not own:
                 wire.close()
 
-    async def send(self, message: bytes | Message, *, sender: str, recipients: Sequence[str]) -> SendOutcome:
-        """Send one message; every failure comes back as a classified outcome, never as an exception."""
-        if not self.alive:
-            return SendOutcome(False, Category.CONNECTION_LOST, detail="Not sent: the connection had already ended.")
-        self._client.data_started = False
-        try:
-            refused, reply = await self._transmit(message, sender, recipients)
-        except ValueError as exc:
-            return SendOutcome(False, Category.INVALID_ADDRESS, detail=str(exc))
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            return _failed_outcome(exc, config=self._config, data_started=self._client.data_started)
-        return SendOutcome(True, reply=reply, queue_id=queue_id(reply), refused=tuple(refusals(refused.items())))
-
-    async def _transmit(
-        self, message: bytes | Message, sender: str, recipients: Sequence[str]
-    ) -> tuple[dict[str, SMTPResponse], str]:
-        if isinstance(message, bytes):
-            return await self._client.sendmail(sender, list(recipients), message)
-        return await self._client.send_message(message, sender=sender, recipients=list(recipients))
-
 
 async def _diagnose(config: SmtpConfig, action: Callable[[Conversation], Awaitable[str]]) -> Diagnosis:
     conversation = Conversation(config)
@@ -165,14 +113,3 @@ async def _diagnose(config: SmtpConfig, action: Callable[[Conversation], Awaitab
     finally:
         conversation.close()
     return conversation.diagnosis(problem, queue=queue)
-
-
-def _failed_outcome(exc: BaseException, *, config: SmtpConfig, data_started: bool) -> SendOutcome:
-    stage = StepKind.DATA if data_started else StepKind.MAIL
-    problem = classify(exc, stage=stage, config=config)
-    replied = exc.recipients[0] if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients else exc
-    code = replied.code if isinstance(replied, aiosmtplib.SMTPResponseException) else None
-    unanswered = data_started and code is None
-    return SendOutcome(
-        False, problem.category, code=code, reply=problem.reply, detail=problem.detail, maybe_delivered=unanswered
-    )
