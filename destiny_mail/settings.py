@@ -85,6 +85,10 @@ TEMPLATES = [
 
 FORM_RENDERER = "settings_app.forms.WidgetRenderer"
 
+# Each process keeps what its pages read and rendered while the database holds the same data
+# (settings_app.selectors.data_version). It must stay in the process: SQLite's marker is counted per process.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "OPTIONS": {"MAX_ENTRIES": 1000}}}
+
 (BASE_DIR / "var").mkdir(exist_ok=True)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -11,6 +11,7 @@ from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 
+from settings_app import selectors
 from settings_app.models import District, Installation, Role, RoleKind, School
 
 User = AbstractBaseUser | AnonymousUser
@@ -33,19 +34,24 @@ _READ = "_roles_read_this_request"
 
 
 def roles(user: User) -> Roles:
-    """The user's roles, read once per request: each request loads its own user, which keeps them."""
+    """The user's roles as the database holds them now: read (or taken from what this process kept under the same
+    data_version) once per request, on the user each request loads anew."""
     if not user.is_authenticated or not user.is_active:
         return Roles()
     found = getattr(user, _READ, None)
     if found is None:
-        rows = list(Role.objects.filter(user_id=user.pk).values_list("kind", "district_id", "school_id"))
-        found = Roles(
-            super_admin=any(kind == RoleKind.SUPER_ADMIN for kind, _, _ in rows),
-            districts=frozenset(district for kind, district, _ in rows if kind == RoleKind.DISTRICT_ADMIN),
-            schools=frozenset(school for kind, _, school in rows if kind == RoleKind.LIBRARY_STAFF),
-        )
+        found = selectors.kept(selectors.data_version(), f"roles:{user.pk}", lambda: _read_roles(user.pk))
         setattr(user, _READ, found)
     return found
+
+
+def _read_roles(user_id: int) -> Roles:
+    rows = list(Role.objects.filter(user_id=user_id).values_list("kind", "district_id", "school_id"))
+    return Roles(
+        super_admin=any(kind == RoleKind.SUPER_ADMIN for kind, _, _ in rows),
+        districts=frozenset(district for kind, district, _ in rows if kind == RoleKind.DISTRICT_ADMIN),
+        schools=frozenset(school for kind, _, school in rows if kind == RoleKind.LIBRARY_STAFF),
+    )
 
 
 def is_super_admin(user: User) -> bool:
@@ -74,11 +80,19 @@ def own_schools(user: User) -> QuerySet[School]:
 def get_installation_for_user(user: User) -> Installation:
     if not is_super_admin(user):
         raise Http404
-    return get_object_or_404(Installation, id=1)
+    found = selectors.kept(selectors.data_version(), "installation", lambda: Installation.objects.filter(id=1).first())
+    if found is None:
+        raise Http404
+    return found
 
 
 def get_district_for_user(user: User, slug: str) -> District:
-    return get_object_or_404(administered_districts(user).select_related("installation"), slug=slug)
+    found = roles(user)
+    read = District.objects.select_related("installation").filter(slug=slug).first
+    district = selectors.kept(selectors.data_version(), f"district:{slug}", read)
+    if district is None or not (found.super_admin or district.pk in found.districts):
+        raise Http404
+    return district
 
 
 def get_school_for_user(user: User, slug: str) -> School:

@@ -1,11 +1,17 @@
-"""Reads: scopes, effective settings, history."""
+"""Reads: scopes, effective settings, history, and the marker of what the database holds."""
 
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
+from django.core.cache import cache
+from django.db import connection
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
@@ -170,3 +176,44 @@ def district_statuses(
 
 def tests_in_the_last_minute(user: User) -> int:
     return SmtpTestRecord.objects.filter(user=user, at__gte=timezone.now() - timedelta(minutes=1)).count()
+
+
+KEEP_SECONDS = 300  # how long a process keeps a value read under one data_version (then reads it anew)
+
+_sqlite_watch: dict[str, sqlite3.Connection] = {}
+_sqlite_watch_lock = threading.Lock()
+
+
+def data_version() -> str:
+    """A marker of everything committed to the database, read in one step: while it stays the same, so does every
+    value read from the database, so what a page read or rendered under it may be kept (`kept`, and the pages'
+    cache blocks).
+
+    PostgreSQL: the current snapshot, which changes whenever a transaction that wrote anything ends. SQLite: the
+    data_version of a connection of this process's own that never writes, which changes whenever any other one
+    commits. Empty inside a transaction, which sees its own uncommitted writes, and on other databases: nothing is
+    kept then.
+    """
+    if connection.in_atomic_block:
+        return ""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_snapshot()::text")
+            return f"pg:{cursor.fetchone()[0]}"
+    if connection.vendor == "sqlite":
+        name = str(connection.settings_dict["NAME"])
+        if (name == ":memory:" or "mode=memory" in name) and "cache=shared" not in name:
+            return ""  # each connection has a database of its own: none could watch the others
+        with _sqlite_watch_lock:
+            if name not in _sqlite_watch:
+                _sqlite_watch[name] = sqlite3.connect(name, uri=True, check_same_thread=False, isolation_level=None)
+            return f"sqlite:{_sqlite_watch[name].execute('PRAGMA data_version').fetchone()[0]}"
+    return ""
+
+
+def kept[T](version: str, key: str, read: Callable[[], T]) -> T:
+    """`read()`, kept by this process while the database holds the same data (`version`, from data_version())."""
+    if not version:
+        return read()
+    digest = hashlib.md5(f"{key}@{version}".encode(), usedforsecurity=False).hexdigest()
+    return cast(T, cache.get_or_set(f"kept:{digest}", read, KEEP_SECONDS))

@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from settings_app import permissions
+from settings_app import permissions, selectors
 from settings_app.delivery import log, queue
 from settings_app.delivery.forms import LogFilterForm
 from settings_app.models import District, Installation, School
@@ -35,18 +35,23 @@ def _log_url(district: District | None) -> str:
 
 
 def delivery_log(request: AuthenticatedRequest, slug: str | None = None) -> HttpResponse:
+    """The configurations' state, read on every view (it changes with time), and the notices, whose counts and page
+    are kept while the database holds the same data (selectors.data_version)."""
     installation, district = _districts(request, slug)
+    version = selectors.data_version()
     schools = School.objects.all() if district is None else School.objects.filter(district=district)
     filters = LogFilterForm(request.GET or None, schools=schools)
     chosen = filters.cleaned_data if filters.is_valid() else {}
     notices = log.log_notices(_in_view(district), **{key: value for key, value in chosen.items() if value})
-    counts = log.status_counts(notices)
+    counts = selectors.kept(version, f"notice-counts:{request.get_full_path()}", lambda: log.status_counts(notices))
     paginator = Paginator(notices, PAGE_SIZE)
     paginator.count = sum(counts.values())  # one aggregate serves both the counts and the pages
-    page = paginator.get_page(request.GET.get("page"))
+    page = paginator.get_page(request.GET.get("page"))  # its notices are read only when the page is rendered
     query = request.GET.copy()
     query.pop("page", None)
     context = {
+        "version": version,
+        "keep": selectors.KEEP_SECONDS if version else 0,
         "district": district,
         "filters": filters,
         "page": page,

@@ -1,5 +1,6 @@
 """The Setup pages: the installation's Options tab and each district's District Options tab."""
 
+import functools
 import time
 
 from django.contrib import messages
@@ -115,36 +116,57 @@ def smtp_form(
 
 
 def page(request: AuthenticatedRequest, scope: Scope, *, status: int = 200, **given) -> HttpResponse:
-    """The Options or District Options tab, with any bound forms and test result passed in `given`."""
-    if isinstance(scope, District):
-        row, consortium = selectors.district_settings(scope)
-    else:
-        row, consortium = selectors.scope_settings(scope), None
+    """The Options or District Options tab, with any bound forms and test result passed in `given`.
+
+    A plain view keeps its parts per process while the database holds the same data (selectors.data_version): the
+    reads below are callables, made only when a part is rendered anew.
+    """
+    version = "" if given else selectors.data_version()
+
+    @functools.cache
+    def rows() -> tuple[SmtpSettings | None, SmtpSettings | None]:
+        if isinstance(scope, District):
+            return selectors.district_settings(scope)
+        return selectors.scope_settings(scope), None
+
+    def row() -> SmtpSettings | None:
+        return rows()[0]
+
+    preset = presets.BY_KEY.get(request.GET.get("preset", ""))
+    initial = {"host": preset.host, "port": preset.port, "transport": preset.transport} if preset else None
     context = {
         "scope": scope,
+        "scope_key": _scope_key(scope),
+        "version": version,
+        "keep": selectors.KEEP_SECONDS if version else 0,
         "row": row,
-        "password": selectors.password_status(row),
-        "pause_advice": selectors.pause_advice(row),
-        "history": selectors.settings_history(scope),
+        "password": lambda: selectors.password_status(row()),
+        "pause_advice": lambda: selectors.pause_advice(row()),
+        "history": lambda: selectors.settings_history(scope),
         "options_url": _options_url(scope),
+        "presets": presets.PRESETS,
+        "preset": preset,
         **_test_urls(scope),
         **given,
     }
-    preset = presets.BY_KEY.get(request.GET.get("preset", ""))
-    initial = {"host": preset.host, "port": preset.port, "transport": preset.transport} if preset else None
-    context.setdefault("smtp_form", smtp_form(request, scope, row, bound=False, initial=initial))
-    context.update(presets=presets.PRESETS, preset=preset)
+    context.setdefault(
+        "smtp_form", functools.cache(lambda: smtp_form(request, scope, row(), bound=False, initial=initial))
+    )
     context["email_form"] = given.get("email_form") or TestEmailForm(
         prefix="test", initial={"send_to": getattr(request.user, "email", "")}
     )
     if isinstance(scope, Installation):
         context.setdefault("installation_form", InstallationForm(instance=scope))
-        context["districts"] = selectors.district_statuses(scope, consortium=row)
+        context["districts"] = lambda: selectors.district_statuses(scope, consortium=row())
         return render(request, "settings_app/installation_options.html", context, status=status)
-    context["effective"] = selectors.Effective.of(scope.mail_source, row, consortium)
+    context["effective"] = lambda: selectors.Effective.of(scope.mail_source, *rows())
     context.setdefault(
         "source_form",
-        MailSourceForm(initial={"mail_source": scope.mail_source}, consortium_available=consortium is not None),
+        functools.cache(
+            lambda: MailSourceForm(
+                initial={"mail_source": scope.mail_source}, consortium_available=rows()[1] is not None
+            )
+        ),
     )
     return render(request, "settings_app/district_options.html", context, status=status)
 
