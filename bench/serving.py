@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-THREADS = 8  # per worker, as README's Deployment says
+WORKERS = 2 * (os.cpu_count() or 1)  # as README's Deployment says
+THREADS = 4  # per worker
 
 
 def free_port() -> int:
@@ -29,9 +30,7 @@ def _serves_login(port: int) -> bool:
 
 
 @contextmanager
-def production_server(
-    port: int, *, workers: int = os.cpu_count() or 1, log: Path | None = None
-) -> Iterator[subprocess.Popen]:
+def production_server(port: int, *, workers: int = WORKERS, log: Path | None = None) -> Iterator[subprocess.Popen]:
     """gunicorn serving destiny_mail.wsgi on 127.0.0.1:port as README's Deployment says, once /login/ answers 200."""
     command = [sys.executable, "-m", "gunicorn", "destiny_mail.wsgi:application", "--bind", f"127.0.0.1:{port}"]
     command += ["--workers", str(workers), "--threads", str(THREADS), "--log-level", "warning"]
