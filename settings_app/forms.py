@@ -341,12 +341,11 @@ class FieldGroup(BoundField):
             control = f"<fieldset><legend>{label}</legend>{self}</fieldset>"
         else:
             control = f"{self.label_tag()}\n  {self}"
-        help_text = (
-            f'\n  <p class="help" id="{_esc(self.auto_id)}_helptext">{_esc(self.help_text)}</p>' if self.help_text else ""
-        )
+        id_ = _esc(self.auto_id)
+        help_text = f'\n  <p class="help" id="{id_}_helptext">{_esc(self.help_text)}</p>' if self.help_text else ""
         errors = "".join(f"<li>{_esc(error)}</li>" for error in self.errors)
         if errors:
-            errors = f'\n  <ul class="errorlist" id="{_esc(self.auto_id)}_error">{errors}</ul>'
+            errors = f'\n  <ul class="errorlist" id="{id_}_error">{errors}</ul>'
         css = "field has-error" if self.errors else "field"
         html = f'<div class="{css}" id="field-{self.name}">\n  {control}{help_text}{errors}\n</div>'
         return mark_safe(html)  # noqa: S308 - every value in it is escaped above
