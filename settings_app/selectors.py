@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
@@ -95,13 +95,13 @@ def pause_advice(row: SmtpSettings | None) -> Advice | None:
 
 
 def _settings_rows(scopes: Q) -> list[SmtpSettings]:
-    """Settings rows, each with the names of who changed it, set its password and tested it last
-    (`updated_by_name`, `password_changed_by_name`, `last_test_by_name`)."""
+    """Settings rows with their delivery state and the names of who changed them, set their password and tested them
+    last (`updated_by_name`, `password_changed_by_name`, `last_test_by_name`)."""
     name = User.USERNAME_FIELD
     people = {
         f"{person}_name": F(f"{person}__{name}") for person in ("updated_by", "password_changed_by", "last_test_by")
     }
-    return list(SmtpSettings.objects.filter(scopes).annotate(**people))
+    return list(SmtpSettings.objects.filter(scopes).select_related("delivery_state").annotate(**people))
 
 
 def scope_settings(scope: Scope) -> SmtpSettings | None:
@@ -153,25 +153,23 @@ class DistrictStatus:
     effective: Effective
 
 
-def district_statuses(
-    installation: Installation,
-    districts: QuerySet[District] | None = None,
-    *,
-    consortium: SmtpSettings | None | Literal["read"] = "read",
-) -> list[DistrictStatus]:
-    """Every district (or those given) with the settings it sends through, in two queries (one when the
-    consortium's settings are given)."""
-    if consortium == "read":
-        consortium = scope_settings(installation)
+def district_statuses(installation: Installation, districts: QuerySet[District] | None = None) -> list[DistrictStatus]:
+    """Every district (or those given) with the settings it sends through, in two queries, kept while the database
+    holds the same data."""
     if districts is None:
         districts = District.objects.filter(installation=installation)
     districts = districts.select_related("smtp_settings__delivery_state")
-    return [
-        DistrictStatus(
-            district, Effective.of(district.mail_source, getattr(district, "smtp_settings", None), consortium)
-        )
-        for district in districts
-    ]
+
+    def read() -> list[DistrictStatus]:
+        consortium = scope_settings(installation)
+        return [
+            DistrictStatus(
+                district, Effective.of(district.mail_source, getattr(district, "smtp_settings", None), consortium)
+            )
+            for district in districts
+        ]
+
+    return kept(data_version(), f"district-statuses:{installation.pk}:{districts.query}", read)
 
 
 def tests_in_the_last_minute(user: User) -> int:

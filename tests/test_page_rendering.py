@@ -88,8 +88,9 @@ def busy_installation(installation, super_admin):
 @pytest.mark.parametrize(
     ("page", "queries"),
     [
-        # session, user, roles, installation, its settings, history, districts with their settings
-        ("installation_options", 7),
+        # session, user, roles, installation, its settings, history; the district list: the consortium's
+        # settings, the districts with theirs
+        ("installation_options", 8),
         # session, user, roles, district, its settings and the consortium's, history
         ("district_options", 6),
     ],

@@ -157,7 +157,7 @@ def page(request: AuthenticatedRequest, scope: Scope, *, status: int = 200, **gi
     )
     if isinstance(scope, Installation):
         context.setdefault("installation_form", InstallationForm(instance=scope))
-        context["districts"] = lambda: selectors.district_statuses(scope, consortium=row())
+        context["districts"] = lambda: selectors.district_statuses(scope)
         return render(request, "settings_app/installation_options.html", context, status=status)
     context["effective"] = lambda: selectors.Effective.of(scope.mail_source, *rows())
     context.setdefault(
