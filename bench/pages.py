@@ -2,7 +2,7 @@
 (gunicorn as README's Deployment runs it, DEBUG off) with 20 concurrent logged-in clients and 100,000 notices in the
 database.
 
-    .venv/bin/python bench/pages.py [--notices 100000] [--requests 400] [--clients 20] [--workers 4]
+    .venv/bin/python bench/pages.py [--notices 100000] [--requests 400] [--clients 20] [--workers 2]
 
 The database engine is the one DATABASE_URL names, but always in a database of the benchmark's own: SQLite (the
 default) gets a throwaway file in a temporary directory; PostgreSQL gets `destiny_mail_pages` on the server the URL
@@ -595,7 +595,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400, help="measured requests per page (default 400)")
     parser.add_argument("--clients", type=int, default=20, help="concurrent clients (default 20)")
     parser.add_argument(
-        "--workers", type=int, default=WORKERS, help=f"gunicorn workers (default {WORKERS}: two per core)"
+        "--workers", type=int, default=WORKERS, help=f"gunicorn workers (default {WORKERS}: one per core)"
     )
     parser.add_argument("--districts", type=int, default=12, help="districts (default 12)")
     parser.add_argument("--schools", type=int, default=4, help="schools per district (default 4)")

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKERS = 2 * (os.cpu_count() or 1)  # as README's Deployment says
-THREADS = 4  # per worker
+WORKERS = os.cpu_count() or 1  # as README's Deployment says
+THREADS = 8  # per worker
 
 
 def free_port() -> int:
