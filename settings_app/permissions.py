@@ -88,8 +88,8 @@ def get_installation_for_user(user: User) -> Installation:
 
 def get_district_for_user(user: User, slug: str) -> District:
     found = roles(user)
-    read = District.objects.select_related("installation").filter(slug=slug).first
-    district = selectors.kept(selectors.data_version(), f"district:{slug}", read)
+    districts = District.objects.select_related("installation")
+    district = selectors.kept(selectors.data_version(), f"district:{slug}", lambda: districts.filter(slug=slug).first())
     if district is None or not (found.super_admin or district.pk in found.districts):
         raise Http404
     return district

@@ -152,8 +152,8 @@ def page(request: AuthenticatedRequest, scope: Scope, *, status: int = 200, **gi
     context.setdefault(
         "smtp_form", functools.cache(lambda: smtp_form(request, scope, row(), bound=False, initial=initial))
     )
-    context["email_form"] = given.get("email_form") or TestEmailForm(
-        prefix="test", initial={"send_to": getattr(request.user, "email", "")}
+    context["email_form"] = given.get("email_form") or functools.cache(
+        lambda: TestEmailForm(prefix="test", initial={"send_to": getattr(request.user, "email", "")})
     )
     if isinstance(scope, Installation):
         context.setdefault("installation_form", InstallationForm(instance=scope))
