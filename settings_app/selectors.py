@@ -12,13 +12,15 @@ from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Min, Q, QuerySet
 from django.utils import timezone
 
 from settings_app.crypto import CredentialsUnreadable
+from settings_app.delivery import cap
 from settings_app.mail.config import SmtpConfig, Transport
 from settings_app.mail.diagnosis import ADVICE, Advice, Category
 from settings_app.models import (
+    CapReservation,
     District,
     Installation,
     MailSource,
@@ -209,9 +211,30 @@ def data_version() -> str:
     return ""
 
 
-def kept[T](version: str, key: str, read: Callable[[], T]) -> T:
-    """`read()`, kept by this process while the database holds the same data (`version`, from data_version())."""
+def kept[T](
+    version: str, key: str, read: Callable[[], T], until: Callable[[T, datetime], datetime | None] | None = None
+) -> T:
+    """`read()`, kept by this process while the database holds the same data (`version`, from data_version()).
+
+    A value that also changes with time gives `until(value, started)`: the first moment after `started` (taken before
+    the read) when it may change without a write; it is read anew from then on.
+    """
     if not version:
         return read()
-    digest = hashlib.md5(f"{key}@{version}".encode(), usedforsecurity=False).hexdigest()
-    return cast(T, cache.get_or_set(f"kept:{digest}", read, KEEP_SECONDS))
+    cache_key = "kept:" + hashlib.md5(f"{key}@{version}".encode(), usedforsecurity=False).hexdigest()
+    found = cache.get(cache_key)
+    if found is not None and (found[1] is None or timezone.now() < found[1]):
+        return cast(T, found[0])
+    started = timezone.now()
+    value = read()
+    cache.set(cache_key, (value, until(value, started) if until else None), KEEP_SECONDS)
+    return value
+
+
+def cap_window_changes_at(settings_ids: list[int], since: datetime) -> datetime | None:
+    """The first moment after `since` when a cap reservation of these configurations leaves the rolling window, so
+    the use delivery.cap.usage reports for them changes without any write (None: none is in the window)."""
+    window = cap.window()
+    counted = CapReservation.objects.filter(smtp_settings_id__in=settings_ids, at__gt=since - window)
+    first = counted.aggregate(first=Min("at"))["first"]
+    return first + window if first else None

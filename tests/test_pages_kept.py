@@ -3,7 +3,10 @@
 These tests commit (transaction=True): inside a test transaction nothing is kept at all.
 """
 
+from datetime import timedelta
+
 import pytest
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -11,6 +14,8 @@ from django.utils import timezone
 
 from settings_app import selectors, services
 from settings_app.models import (
+    CapReservation,
+    DeliveryState,
     MailSource,
     Notice,
     NoticeKind,
@@ -23,6 +28,12 @@ from settings_app.models import (
 from tests import factories
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def nothing_kept_yet():
+    """Each test starts with nothing kept, so only its own views are compared."""
+    cache.clear()
 
 
 def test_the_data_version_stays_while_nothing_is_committed_and_changes_with_each_commit(installation):
@@ -163,3 +174,40 @@ def test_the_delivery_log_counts_and_lists_each_notice_as_it_changes(client, dis
     Notice.objects.filter(pk=notice.pk).update(status=NoticeStatus.SENT, sent_at=timezone.now())
     html = client.get(url).content.decode()
     assert "Queued: <strong>0</strong>" in html and "Sent: <strong>1</strong>" in html
+
+
+@pytest.fixture
+def log_of_a_sending_district(client, installation, super_admin):
+    """A district sending through its own server, the log viewed once (kept) by the super administrator."""
+    district = factories.district("Sending", mail_source=MailSource.OWN)
+    row = factories.smtp_settings(district=district, host="smtp.sending.example.org", max_per_hour=40)
+    client.force_login(super_admin)
+    return row, reverse("delivery_log")
+
+
+def _later(monkeypatch, minutes):
+    moment = timezone.now() + timedelta(minutes=minutes)
+    monkeypatch.setattr(timezone, "now", lambda: moment)
+
+
+def test_the_use_of_the_hour_drops_on_the_next_view_when_a_reservation_leaves_the_window(
+    client, monkeypatch, log_of_a_sending_district
+):
+    row, url = log_of_a_sending_district
+    CapReservation.objects.create(smtp_settings=row, count=7, at=timezone.now() - timedelta(minutes=59))
+    assert "7 of 40 sent this hour" in client.get(url).content.decode()
+    assert "7 of 40 sent this hour" in client.get(url).content.decode()
+
+    _later(monkeypatch, minutes=2)
+
+    assert "0 of 40 sent this hour" in client.get(url).content.decode()
+
+
+def test_the_end_of_a_back_off_shows_on_the_next_view(client, monkeypatch, log_of_a_sending_district):
+    row, url = log_of_a_sending_district
+    DeliveryState.objects.create(smtp_settings=row, not_before=timezone.now() + timedelta(minutes=1))
+    assert "the server asked us to wait" in client.get(url).content.decode()
+
+    _later(monkeypatch, minutes=2)
+
+    assert "sending now" in client.get(url).content.decode()

@@ -1,5 +1,7 @@
 """The delivery log: every notice of a district (the super administrator: all), its attempts, retry."""
 
+from datetime import datetime
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
@@ -34,9 +36,17 @@ def _log_url(district: District | None) -> str:
     return reverse("district_delivery_log", args=[district.slug]) if district else reverse("delivery_log")
 
 
+def _changes_at(statuses: list[log.ConfigurationStatus], since: datetime) -> datetime | None:
+    """When the configurations' state changes with time alone: a back-off ends, a reservation leaves the window."""
+    moments = [status.not_before for status in statuses if status.not_before]
+    if leaves := selectors.cap_window_changes_at([status.row.pk for status in statuses], since):
+        moments.append(leaves)
+    return min(moments, default=None)
+
+
 def delivery_log(request: AuthenticatedRequest, slug: str | None = None) -> HttpResponse:
-    """The configurations' state, read on every view (it changes with time), and the notices, whose counts and page
-    are kept while the database holds the same data (selectors.data_version)."""
+    """The configurations' state and the notices, their counts and page, all kept while the database holds the same
+    data (selectors.data_version); the configurations' state only until it changes with time."""
     installation, district = _districts(request, slug)
     version = selectors.data_version()
     schools = School.objects.all() if district is None else School.objects.filter(district=district)
@@ -59,7 +69,12 @@ def delivery_log(request: AuthenticatedRequest, slug: str | None = None) -> Http
         "counts": counts,
         # A district sees that the consortium server failed, never what it said: that may name the server.
         "consortium_private": district is not None and not permissions.is_super_admin(request.user),
-        "configurations": log.configuration_statuses(installation, _in_view(district) or District.objects.all()),
+        "configurations": selectors.kept(
+            version,
+            f"configurations:{slug or ''}",
+            lambda: log.configuration_statuses(installation, _in_view(district) or District.objects.all()),
+            until=_changes_at,
+        ),
         "retry_url": reverse("district_delivery_retry", args=[slug]) if slug else reverse("delivery_retry"),
     }
     return render(request, "notices/delivery_log.html", context)
