@@ -30,17 +30,29 @@ class Roles:
     schools: frozenset[int] = frozenset()  # worked at (Library staff)
 
 
+# Each request loads its own user: what a request read once is kept on it.
 _READ = "_roles_read_this_request"
+_VERSION = "_data_version_this_request"
+
+
+def request_version(user: User) -> str:
+    """The selectors.data_version this request started under, read once: only for what the request reads before it
+    writes anything (access checks, a plain view of a page)."""
+    found = getattr(user, _VERSION, None)
+    if found is None:
+        found = selectors.data_version()
+        setattr(user, _VERSION, found)
+    return found
 
 
 def roles(user: User) -> Roles:
     """The user's roles as the database holds them now: read (or taken from what this process kept under the same
-    data_version) once per request, on the user each request loads anew."""
+    data version) once per request."""
     if not user.is_authenticated or not user.is_active:
         return Roles()
     found = getattr(user, _READ, None)
     if found is None:
-        found = selectors.kept(selectors.data_version(), f"roles:{user.pk}", lambda: _read_roles(user.pk))
+        found = selectors.kept(request_version(user), f"roles:{user.pk}", lambda: _read_roles(user.pk))
         setattr(user, _READ, found)
     return found
 
@@ -80,7 +92,7 @@ def own_schools(user: User) -> QuerySet[School]:
 def get_installation_for_user(user: User) -> Installation:
     if not is_super_admin(user):
         raise Http404
-    found = selectors.kept(selectors.data_version(), "installation", lambda: Installation.objects.filter(id=1).first())
+    found = selectors.kept(request_version(user), "installation", lambda: Installation.objects.filter(id=1).first())
     if found is None:
         raise Http404
     return found
@@ -89,7 +101,7 @@ def get_installation_for_user(user: User) -> Installation:
 def get_district_for_user(user: User, slug: str) -> District:
     found = roles(user)
     districts = District.objects.select_related("installation")
-    district = selectors.kept(selectors.data_version(), f"district:{slug}", lambda: districts.filter(slug=slug).first())
+    district = selectors.kept(request_version(user), f"district:{slug}", lambda: districts.filter(slug=slug).first())
     if district is None or not (found.super_admin or district.pk in found.districts):
         raise Http404
     return district

@@ -48,7 +48,7 @@ def delivery_log(request: AuthenticatedRequest, slug: str | None = None) -> Http
     """The configurations' state and the notices, their counts and page, all kept while the database holds the same
     data (selectors.data_version); the configurations' state only until it changes with time."""
     installation, district = _districts(request, slug)
-    version = selectors.data_version()
+    version = permissions.request_version(request.user)
     schools = School.objects.all() if district is None else School.objects.filter(district=district)
     filters = LogFilterForm(request.GET or None, schools=schools)
     chosen = filters.cleaned_data if filters.is_valid() else {}

@@ -121,7 +121,7 @@ def page(request: AuthenticatedRequest, scope: Scope, *, status: int = 200, **gi
     A plain view keeps its parts per process while the database holds the same data (selectors.data_version): the
     reads below are callables, made only when a part is rendered anew.
     """
-    version = "" if given else selectors.data_version()
+    version = "" if given else permissions.request_version(request.user)
 
     @functools.cache
     def rows() -> tuple[SmtpSettings | None, SmtpSettings | None]:
