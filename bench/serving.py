@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = os.cpu_count() or 1  # as README's Deployment says
-THREADS = 8  # per worker
+THREADS = 3  # per worker
 
 
 def free_port() -> int:
