@@ -1,9 +1,10 @@
 """The delivery log: every notice of a district (the super administrator: all), its attempts, retry."""
 
+import functools
 from datetime import datetime
 
 from django.contrib import messages
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
@@ -46,27 +47,32 @@ def _changes_at(statuses: list[log.ConfigurationStatus], since: datetime) -> dat
 
 def delivery_log(request: AuthenticatedRequest, slug: str | None = None) -> HttpResponse:
     """The configurations' state and the notices, their counts and page, all kept while the database holds the same
-    data (selectors.data_version); the configurations' state only until it changes with time."""
+    data (selectors.data_version); the configurations' state only until it changes with time. The notices are read
+    only when their part of the page is rendered anew."""
     installation, district = _districts(request, slug)
     version = permissions.request_version(request.user)
-    schools = School.objects.all() if district is None else School.objects.filter(district=district)
-    filters = LogFilterForm(request.GET or None, schools=schools)
-    chosen = filters.cleaned_data if filters.is_valid() else {}
-    notices = log.log_notices(_in_view(district), **{key: value for key, value in chosen.items() if value})
-    counts = selectors.kept(version, f"notice-counts:{request.get_full_path()}", lambda: log.status_counts(notices))
-    paginator = Paginator(notices, PAGE_SIZE)
-    paginator.count = sum(counts.values())  # one aggregate serves both the counts and the pages
-    page = paginator.get_page(request.GET.get("page"))  # its notices are read only when the page is rendered
+
+    @functools.cache
+    def notices() -> tuple[LogFilterForm, Page, dict[str, int]]:
+        schools = School.objects.all() if district is None else School.objects.filter(district=district)
+        filters = LogFilterForm(request.GET or None, schools=schools)
+        chosen = filters.cleaned_data if filters.is_valid() else {}
+        found = log.log_notices(_in_view(district), **{key: value for key, value in chosen.items() if value})
+        counts = log.status_counts(found)
+        paginator = Paginator(found, PAGE_SIZE)
+        paginator.count = sum(counts.values())  # one aggregate serves both the counts and the pages
+        return filters, paginator.get_page(request.GET.get("page")), counts
+
     query = request.GET.copy()
     query.pop("page", None)
     context = {
         "version": version,
         "keep": selectors.KEEP_SECONDS if version else 0,
         "district": district,
-        "filters": filters,
-        "page": page,
+        "filters": lambda: notices()[0],
+        "page": lambda: notices()[1],
+        "counts": lambda: notices()[2],
         "query": query.urlencode(),
-        "counts": counts,
         # A district sees that the consortium server failed, never what it said: that may name the server.
         "consortium_private": district is not None and not permissions.is_super_admin(request.user),
         "configurations": selectors.kept(
