@@ -38,7 +38,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from serving import WORKERS, free_port, production_server  # noqa: E402 (the bench folder is on the path when run)
+from serving import TICK, WORKERS, free_port, process_cpu, process_tree, production_server  # noqa: E402 (the bench folder is on the path when run)
 
 TARGET_MS = 100.0
 PG_DATABASE = "destiny_mail_pages"
@@ -347,32 +347,6 @@ def count_queries(pages: list[PageSpec], admin_id: int) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 # The server
-
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def process_tree(pid: int) -> list[int]:
-    """The pid and its descendants (gunicorn's master and its worker processes)."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        with suppress(OSError):
-            todo += [int(child) for child in Path(f"/proc/{current}/task/{current}/children").read_text().split()]
-    return found
-
-
-def process_cpu(pids: list[int]) -> float:
-    """CPU seconds (user + system) used so far by the processes."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICK
 
 
 def machine_cpu() -> float:

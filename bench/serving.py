@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,6 +18,32 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """The pid and its descendants (gunicorn's master and its worker processes)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with suppress(OSError):
+            todo += [int(child) for child in Path(f"/proc/{current}/task/{current}/children").read_text().split()]
+    return found
+
+
+def process_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by the processes (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICK
 
 
 def _serves_login(port: int) -> bool:
@@ -35,15 +61,6 @@ def production_server(port: int, *, workers: int = WORKERS, log: Path | None = N
     command = [sys.executable, "-m", "gunicorn", "destiny_mail.wsgi:application", "--bind", f"127.0.0.1:{port}"]
     command += ["--workers", str(workers), "--threads", str(THREADS), "--log-level", "warning"]
     with _serving("gunicorn", command, port, log) as process:
-        yield process
-
-
-@contextmanager
-def asgi_server(port: int, *, workers: int = 1, log: Path | None = None) -> Iterator[subprocess.Popen]:
-    """uvicorn serving destiny_mail.asgi on 127.0.0.1:port until the block ends, once /login/ answers 200."""
-    command = [sys.executable, "-m", "uvicorn", "destiny_mail.asgi:application", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
-    with _serving("uvicorn", command, port, log) as process:
         yield process
 
 

@@ -4,7 +4,7 @@ session to the same server, and the time to verdict for a silent server against 
     .venv/bin/python bench/test_server.py [--requests 200] [--mode plain|starttls] [--auth]
         [--silent-runs 3] [--connect-timeout 2] [--total-timeout 3]
 
-It starts the production ASGI server (uvicorn, `destiny_mail.asgi:application`, DEBUG off) on a free port of
+It starts the production server (gunicorn as README's Deployment runs it, DEBUG off) on a free port of
 127.0.0.1, an aiosmtpd server (plain, or STARTTLS with a CA made at run time) and a silent TCP server (the kernel
 accepts connections, nothing ever greets). It logs in as a super administrator it creates and POSTs Test Server
 for a district it creates, with the `X-Requested-With: fetch` header, sequentially over one keep-alive connection;
@@ -43,7 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from serving import asgi_server, free_port  # noqa: E402 (the bench folder is on the path when run)
+from serving import free_port, process_cpu, process_tree, production_server  # noqa: E402 (the bench folder is on the path when run)
 
 TARGET_P50_MS = 50.0
 SILENT_SLACK_S = 0.5
@@ -51,7 +51,7 @@ WARMUP = 5
 
 
 def configure_environment(connect_timeout: float, total_timeout: float) -> Path | None:
-    """Environment shared by this process and the ASGI server; returns the temporary directory it made, if any.
+    """Environment shared by this process and the web server; returns the temporary directory it made, if any.
 
     Production-like settings (DEBUG off, a fresh 50+ character SECRET_KEY unless one is set), the rate limit out
     of the way, the timeouts of the silent-server run. Set before Django reads its settings (`.env` never
@@ -198,15 +198,6 @@ def clean_database(fixture: Fixture) -> None:
     connections.close_all()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU a process has used so far (Linux /proc; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class Browser:
     """One keep-alive HTTP connection with a cookie jar and the CSRF header, like the page's fetch()."""
 
@@ -348,17 +339,17 @@ def main() -> None:
             browser = None
             try:
                 port = free_port()
-                log = Path(tempfile.gettempdir()) / f"bench-test-server-uvicorn-{port}.log"
-                with asgi_server(port, log=log) as server:
-                    server_pid = server.pid
+                log = Path(tempfile.gettempdir()) / f"bench-test-server-gunicorn-{port}.log"
+                with production_server(port, log=log) as server:
+                    server_pids = process_tree(server.pid)
                     browser = Browser(port)
                     browser.log_in(fixture.username, fixture.password)
                     path = reverse("district_test_server", kwargs={"slug": fixture.district_slug})
                     transport = "tls" if args.mode == "starttls" else "none"
                     form = test_server_form(healthy.port, transport, healthy.credentials)
-                    cpu_before = cpu_seconds(server_pid)
+                    cpu_before = process_cpu(server_pids)
                     served = bench_test_server(browser, path, form, args.requests)
-                    server_cpu_ms = (cpu_seconds(server_pid) - cpu_before) / (WARMUP + args.requests) * 1000
+                    server_cpu_ms = (process_cpu(server_pids) - cpu_before) / (WARMUP + args.requests) * 1000
                     bare = asyncio.run(bare_sessions(healthy, args.requests))
                     silent = time_silent(browser, path, silent_port, args.silent_runs)
             finally:
@@ -375,7 +366,7 @@ def main() -> None:
     print(describe("test server (HTTP round trip)", served))
     print(describe(f"bare aiosmtplib ({steps} + QUIT)", bare))
     p50, p95, bare_p50 = percentile(served, 50), percentile(served, 95), percentile(bare, 50)
-    print(f"server CPU: {server_cpu_ms:.1f} ms per Test Server request (uvicorn process, all threads)")
+    print(f"server CPU: {server_cpu_ms:.1f} ms per Test Server request (gunicorn, all processes)")
     print(f"overhead: p50 {p50 / bare_p50:.1f}x the bare session (+{p50 - bare_p50:.1f} ms)")
     bound = args.total_timeout
     print(
