@@ -448,7 +448,7 @@ def test_outcomes_are_booked_every_few_messages_not_once_per_batch(school, handl
     assert len(handler.messages) == 10 and set(Notice.objects.values_list("status", flat=True)) == {NoticeStatus.SENT}
 
 
-def test_a_slow_server_gets_its_outcomes_booked_every_tenth_of_a_second(school, handler, row, north_staff, monkeypatch):
+def test_a_slow_server_gets_its_outcomes_booked_within_the_chunk_time(school, handler, row, north_staff, monkeypatch):
     delay = 0.02
     handler.on_message = lambda received: time.sleep(delay)
     monkeypatch.setattr(worker, "BOOK_WITHIN", 0.05)

@@ -408,7 +408,7 @@ async def test_a_connection_lost_after_the_final_dot_is_unconfirmed(smtp_server_
     assert len(server.recorded.messages) == 1
 
 
-async def test_a_session_that_cannot_log_in_raises_with_a_diagnosis(plain_auth_server):
+async def test_a_session_that_cannot_log_in_raises_the_login_verdict(plain_auth_server):
     with pytest.raises(SmtpProblem) as failure:
         async with mail_session(login(plain_auth_server, password="wrong")):
             pytest.fail("the session must not open")
