@@ -1,20 +1,66 @@
-"""Background work, run by `manage.py db_worker`. Arguments are ids, never secrets."""
+"""Background work, run by `manage.py db_worker`, and the one module that enqueues it.
 
-from django.tasks import task
+Data flows one way: services (settings_app.delivery.queue, settings_app.services) call the enqueue functions
+here; the tasks run the worker; the worker only reports when a configuration should run again, and its task
+enqueues that. Task arguments are ids only, never secrets. Backends that cannot defer (the immediate backend in
+tests) skip what would run later; the sweep, or the next staff action, picks that work up.
+"""
 
-from settings_app.delivery import queue, schedule, worker
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.tasks import TaskResultStatus, task
+from django.utils import timezone
+from django_tasks_db.backend import DatabaseBackend
+from django_tasks_db.models import DBTaskResult
+
+from settings_app.delivery import due, worker
 
 
 @task()
 def deliver(settings_id: int) -> None:
     """Send the due notices of one SMTP configuration, as fast as its server and hourly cap allow."""
-    worker.deliver(settings_id)
+    again = worker.deliver(settings_id)
+    if again is not None:
+        deliver_later(settings_id, at=again)
 
 
 @task()
 def sweep() -> None:
     """Re-enqueue delivery for whatever is due or was left behind by a lost worker, then run again later."""
     try:
-        queue.sweep()
+        for settings_id in due.configurations():
+            deliver.enqueue(settings_id)
     finally:
-        schedule.ensure_sweep(from_sweep=True)
+        ensure_sweep(from_sweep=True)
+
+
+def sweep_interval() -> timedelta:
+    return timedelta(seconds=settings.DELIVERY_SWEEP_INTERVAL)
+
+
+def deliver_on_commit(settings_id: int) -> None:
+    """Deliver through this configuration once the current transaction commits (and keep the sweep alive)."""
+    transaction.on_commit(lambda: deliver.enqueue(settings_id))
+    transaction.on_commit(ensure_sweep)
+
+
+def deliver_later(settings_id: int, *, at: datetime) -> None:
+    """Deliver through this configuration at `at` (now if it is past)."""
+    if at <= timezone.now():
+        deliver.enqueue(settings_id)
+    elif deliver.get_backend().supports_defer:
+        deliver.using(run_after=at).enqueue(settings_id)
+
+
+def ensure_sweep(*, from_sweep: bool = False) -> None:
+    """Start the self-rescheduling sweep unless one is already waiting (or, outside the sweep, running).
+
+    Only the database backend keeps a sweep; elsewhere this does nothing.
+    """
+    if not isinstance(sweep.get_backend(), DatabaseBackend):
+        return
+    statuses = [TaskResultStatus.READY] if from_sweep else [TaskResultStatus.READY, TaskResultStatus.RUNNING]
+    if not DBTaskResult.objects.filter(task_path=sweep.module_path, status__in=statuses).exists():
+        sweep.using(run_after=timezone.now() + sweep_interval()).enqueue()

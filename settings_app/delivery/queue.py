@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from settings_app.delivery import schedule
+from settings_app import tasks
 from settings_app.delivery.bulk import insert_rows
 from settings_app.mail.message import new_message_id
 from settings_app.models import (
@@ -110,7 +110,7 @@ def notices_queue_overdue(
             if patron_id not in waiting
         ]
         insert_rows(Notice, notices)
-        schedule.deliver_on_commit(row.pk)
+        tasks.deliver_on_commit(row.pk)
     return Queued(len(notices), len(by_patron) - len(notices))
 
 
@@ -151,7 +151,7 @@ def notices_queue_resource_list(
             for address in dict.fromkeys(recipients)
         ]
         insert_rows(Notice, notices)
-        schedule.deliver_on_commit(row.pk)
+        tasks.deliver_on_commit(row.pk)
     return Queued(len(notices))
 
 
@@ -165,7 +165,7 @@ def notices_retry(*, notices: QuerySet[Notice], acting_user: User) -> int:
         )
         for settings_id in {_configuration_id(n.school.district) for n in failed}:
             if settings_id is not None:
-                schedule.deliver_on_commit(settings_id)
+                tasks.deliver_on_commit(settings_id)
     return len(failed)
 
 
@@ -176,16 +176,4 @@ def _configuration_id(district: District) -> int | None:
 
 def resume(settings_id: int) -> None:
     """Send what waited while the configuration was paused: call after clearing the pause (e.g. a good Test Server)."""
-    schedule.deliver_on_commit(settings_id)
-
-
-def sweep() -> int:
-    """Enqueue delivery for every configuration with notices due (or left behind); returns how many."""
-    from settings_app import tasks
-
-    school_ids = Notice.objects.due(timezone.now()).values_list("school_id", flat=True).distinct()
-    districts = District.objects.filter(schools__in=school_ids).select_related("installation").distinct()
-    configurations = {pk for pk in map(_configuration_id, districts) if pk is not None}
-    for settings_id in configurations:
-        tasks.deliver.enqueue(settings_id)
-    return len(configurations)
+    tasks.deliver_on_commit(settings_id)

@@ -22,7 +22,7 @@ from django.db.models import Case, F, PositiveSmallIntegerField, QuerySet, When
 from django.utils import timezone
 
 from settings_app import crypto
-from settings_app.delivery import cap, policy, render, schedule
+from settings_app.delivery import cap, policy, render
 from settings_app.delivery.bulk import insert_rows
 from settings_app.delivery.connection import mail_session
 from settings_app.delivery.pipeline import Outgoing, PipelinedSender, Result, Stage
@@ -96,6 +96,10 @@ class Plan:
     schools: dict[int, tuple[str, str]]  # id -> (school, district)
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     writer: render.NoticeWriter = field(default_factory=render.NoticeWriter)
+    again: datetime | None = None  # when the configuration should run again: its task enqueues that
+
+    def run_again(self, at: datetime) -> None:
+        self.again = at if self.again is None else min(self.again, at)
 
     @property
     def school_ids(self) -> list[int]:
@@ -105,10 +109,6 @@ class Plan:
 def _plan(settings_id: int) -> Plan | None:
     row = SmtpSettings.objects.select_related("installation", "district__installation").filter(pk=settings_id).first()
     if row is None or row.paused_at is not None:
-        return None
-    state = DeliveryState.objects.filter(smtp_settings=row).first()
-    if state and state.not_before and state.not_before > timezone.now():
-        schedule.deliver_later(row.pk, at=state.not_before)
         return None
     installation = row.installation or row.district.installation  # type: ignore[union-attr]
     schools = {
@@ -210,7 +210,7 @@ def claim(plan: Plan) -> Batch | None:
     grant = cap.reserve(plan.settings_id, wanted=policy.batch_size(), hold=policy.lease())
     if not grant.count:
         if grant.next_free_at:
-            schedule.deliver_later(plan.settings_id, at=grant.next_free_at)
+            plan.run_again(grant.next_free_at)
         return None
     now = timezone.now()
     lease_until = now + policy.lease()
@@ -296,7 +296,7 @@ def record(plan: Plan, batch: Batch, chunk: Chunk, *, last: bool, broken: bool =
             cap.settle(batch.grant, used=batch.transmitted)
             _pause_if_needed(plan, verdicts)
     if resume_at > now:
-        schedule.deliver_later(plan.settings_id, at=resume_at)
+        plan.run_again(resume_at)
 
 
 def _back_off(settings_id: int, now: datetime, verdicts: dict[int, Verdict]) -> datetime:
@@ -384,7 +384,7 @@ def connection_failed(plan: Plan, problem: SmtpProblem) -> None:
         )
         # Notices carry only the verdict: their log is shown to districts that may not see the server's details.
         _give_up_waiting(plan, now, verdict.label)
-    schedule.deliver_later(plan.settings_id, at=resume_at)
+    plan.run_again(resume_at)
 
 
 def _give_up_waiting(plan: Plan, now: datetime, detail: str) -> None:
@@ -422,7 +422,7 @@ async def _run(plan: Plan) -> None:
                     return
                 if time.monotonic() - started > RUN_SECONDS:
                     # More may be due: a fresh task (and connection) carries on, so others get a turn.
-                    await sync_to_async(schedule.deliver_later)(plan.settings_id, at=timezone.now())
+                    plan.run_again(timezone.now())
                     return
                 batch = await claim_next(plan)
     except SmtpProblem as problem:
@@ -458,9 +458,19 @@ async def _deliver(sender: PipelinedSender, plan: Plan, batch: Batch) -> bool:
             return stop
 
 
-def deliver(settings_id: int) -> None:
-    """Send what is due through one configuration (the body of the `deliver` task)."""
+def backing_off_until(settings_id: int) -> datetime | None:
+    """When a configuration that was told to wait (a 421, an unreachable server) may send again; None if now."""
+    state = DeliveryState.objects.filter(smtp_settings_id=settings_id).values_list("not_before", flat=True).first()
+    return state if state and state > timezone.now() else None
+
+
+def deliver(settings_id: int) -> datetime | None:
+    """Send what is due through one configuration; returns when it should run again, if it should."""
+    waiting = backing_off_until(settings_id)
+    if waiting:
+        return waiting
     plan = _plan(settings_id)
     if plan is None or not Notice.objects.due(timezone.now()).filter(school_id__in=plan.school_ids).exists():
-        return
+        return None
     async_to_sync(_run)(plan)
+    return plan.again

@@ -19,7 +19,7 @@ from settings_app.mail.diagnosis import Category, Diagnosis
 from settings_app.mail.message import build_test_message
 from settings_app.models import Scope, SmtpSettings, TestKind, describe_destination
 from settings_app.permissions import AuthenticatedRequest
-from settings_app.views.setup import (
+from settings_app.views.pages import (
     form_destination,
     installation_of,
     keep_pending_password,

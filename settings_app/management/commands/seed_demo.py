@@ -5,9 +5,9 @@ from django.db import transaction
 
 from settings_app import crypto
 from settings_app.delivery.circulation import seed_circulation_demo
-from settings_app.delivery.schedule import ensure_sweep
 from settings_app.mail.localserver import demo_ca_pem
 from settings_app.models import District, HostingMode, Installation, MailSource, Role, RoleKind, School, SmtpSettings
+from settings_app.tasks import ensure_sweep
 
 DEMO_PASSWORD = "demo"  # noqa: S105 - the demo's published login, printed at start
 DISTRICTS = {

@@ -1,0 +1,31 @@
+"""Which SMTP configurations have notices due now: read by the sweep and by a worker's delivery round."""
+
+from datetime import datetime
+
+from django.db.models import Q
+from django.utils import timezone
+
+from settings_app.models import District, MailSource, Notice, SmtpSettings
+
+
+def configurations(now: datetime | None = None, *, ready_only: bool = False) -> list[int]:
+    """Ids of the configurations that have notices due, oldest configuration first, in three queries.
+
+    With `ready_only`, configurations that are paused or backing off are left out (a round skips them; the sweep
+    enqueues them anyway, and their task returns at once).
+    """
+    now = now or timezone.now()
+    school_ids = Notice.objects.due(now).values("school_id").distinct()
+    districts = District.objects.filter(schools__in=school_ids).values_list("id", "installation_id", "mail_source")
+    own, consortium = set(), set()
+    for district_id, installation_id, source in districts.distinct():
+        if source == MailSource.OWN:
+            own.add(district_id)
+        else:
+            consortium.add(installation_id)
+    if not own and not consortium:
+        return []
+    rows = SmtpSettings.objects.filter(Q(district_id__in=own) | Q(installation_id__in=consortium))
+    if ready_only:
+        rows = rows.filter(paused_at__isnull=True).exclude(delivery_state__not_before__gt=now)
+    return list(rows.order_by("id").values_list("id", flat=True))
