@@ -15,15 +15,17 @@ from django.utils import timezone
 from django_tasks_db.backend import DatabaseBackend
 from django_tasks_db.models import DBTaskResult
 
-from settings_app.delivery import due, worker
+from settings_app.delivery import due, rounds
 
 
 @task()
 def deliver(settings_id: int) -> None:
-    """Send the due notices of one SMTP configuration, as fast as its server and hourly cap allow."""
-    again = worker.deliver(settings_id)
-    if again is not None:
-        deliver_later(settings_id, at=again)
+    """Send the due notices of one SMTP configuration, and of the others due too, side by side (see rounds.py)."""
+    done = rounds.deliver_round(settings_id)
+    for later_id, at in done.again.items():
+        deliver_later(later_id, at=at)
+    if done.errors:
+        raise ExceptionGroup("delivery runs failed", done.errors)
 
 
 @task()

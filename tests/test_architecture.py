@@ -104,11 +104,12 @@ def test_settings_app_modules_import_each_other_without_a_cycle():
     assert find_cycle(edges) == []
 
 
-def test_data_flows_one_way_from_queue_to_task_to_worker_to_connector():
+def test_data_flows_one_way_from_queue_to_task_to_round_to_worker_to_connector():
     edges = graph(app_modules())
     order = [
         "settings_app.delivery.queue",
         "settings_app.tasks",
+        "settings_app.delivery.rounds",
         "settings_app.delivery.worker",
         "settings_app.delivery.connection",
         "settings_app.mail.transport",

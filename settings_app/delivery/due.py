@@ -8,11 +8,12 @@ from django.utils import timezone
 from settings_app.models import District, MailSource, Notice, SmtpSettings
 
 
-def configurations(now: datetime | None = None, *, ready_only: bool = False) -> list[int]:
-    """Ids of the configurations that have notices due, oldest configuration first, in three queries.
+def configurations(now: datetime | None = None) -> list[int]:
+    """Ids of the configurations that have notices due and can send now, in three queries.
 
-    With `ready_only`, configurations that are paused or backing off are left out (a round skips them; the sweep
-    enqueues them anyway, and their task returns at once).
+    Left out: paused configurations (a good Test Server resumes them), those backing off or at their hourly cap
+    (their own task is enqueued for when that ends, and the sweep finds them then) and those a worker is opening
+    a session to (that worker's run carries on).
     """
     now = now or timezone.now()
     school_ids = Notice.objects.due(now).values("school_id").distinct()
@@ -26,6 +27,9 @@ def configurations(now: datetime | None = None, *, ready_only: bool = False) -> 
     if not own and not consortium:
         return []
     rows = SmtpSettings.objects.filter(Q(district_id__in=own) | Q(installation_id__in=consortium))
-    if ready_only:
-        rows = rows.filter(paused_at__isnull=True).exclude(delivery_state__not_before__gt=now)
+    rows = rows.filter(paused_at__isnull=True).exclude(
+        Q(delivery_state__not_before__gt=now)
+        | Q(delivery_state__cap_full_until__gt=now)
+        | Q(delivery_state__opening_until__gt=now)
+    )
     return list(rows.order_by("id").values_list("id", flat=True))

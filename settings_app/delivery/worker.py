@@ -14,11 +14,12 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from asgiref.sync import async_to_sync, sync_to_async
+from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, PositiveSmallIntegerField, QuerySet, When
+from django.db.models import Case, F, PositiveSmallIntegerField, Q, QuerySet, When
 from django.utils import timezone
 
 from settings_app import crypto
@@ -211,6 +212,7 @@ def claim(plan: Plan) -> Batch | None:
     if not grant.count:
         if grant.next_free_at:
             plan.run_again(grant.next_free_at)
+            DeliveryState.objects.filter(smtp_settings_id=plan.settings_id).update(cap_full_until=grant.next_free_at)
         return None
     now = timezone.now()
     lease_until = now + policy.lease()
@@ -404,6 +406,17 @@ def release(plan: Plan, batch: Batch) -> None:
 
 
 async def _run(plan: Plan) -> None:
+    """Claim, send and book batches over one session, unless another worker is opening a session to the server."""
+    turn = await sync_to_async(take_opening_turn)(plan.settings_id)
+    if turn is None:
+        return  # another worker is opening a session to this server: its run carries on with what is due
+    try:
+        await _claim_and_send(plan, turn)
+    finally:
+        await sync_to_async(end_opening_turn)(plan.settings_id, turn)
+
+
+async def _claim_and_send(plan: Plan, turn: datetime) -> None:
     """Claim, send and book batches over one session until nothing is due, the cap is reached or time is up.
 
     Sending and bookkeeping alternate rather than overlap in a thread: the event loop waiting for the GIL behind
@@ -417,6 +430,7 @@ async def _run(plan: Plan) -> None:
         return
     try:
         async with mail_session(plan.config) as sender:
+            await sync_to_async(end_opening_turn)(plan.settings_id, turn)
             while batch is not None:
                 if await _deliver(sender, plan, batch):
                     return
@@ -464,13 +478,42 @@ def backing_off_until(settings_id: int) -> datetime | None:
     return state if state and state > timezone.now() else None
 
 
-def deliver(settings_id: int) -> datetime | None:
-    """Send what is due through one configuration; returns when it should run again, if it should."""
-    waiting = backing_off_until(settings_id)
-    if waiting:
-        return waiting
+def take_opening_turn(settings_id: int) -> datetime | None:
+    """Take the turn to open a session to the configuration's server, for at most the session's total timeout.
+
+    Returns the turn's end (to hand it back), or None while another worker holds it.
+    """
+    now = timezone.now()
+    until = now + timedelta(seconds=settings.SMTP_TOTAL_TIMEOUT)
+    DeliveryState.objects.get_or_create(smtp_settings_id=settings_id)
+    free = Q(opening_until__isnull=True) | Q(opening_until__lt=now)
+    taken = DeliveryState.objects.filter(free, smtp_settings_id=settings_id).update(opening_until=until)
+    return until if taken else None
+
+
+def end_opening_turn(settings_id: int, turn: datetime) -> None:
+    DeliveryState.objects.filter(smtp_settings_id=settings_id, opening_until=turn).update(opening_until=None)
+
+
+def _ready_plan(settings_id: int) -> Plan | None:
     plan = _plan(settings_id)
     if plan is None or not Notice.objects.due(timezone.now()).filter(school_id__in=plan.school_ids).exists():
         return None
-    async_to_sync(_run)(plan)
+    return plan
+
+
+async def deliver_async(settings_id: int) -> datetime | None:
+    """Send what is due through one configuration; returns when it should run again, if it should."""
+    waiting = await sync_to_async(backing_off_until)(settings_id)
+    if waiting:
+        return waiting
+    plan = await sync_to_async(_ready_plan)(settings_id)
+    if plan is None:
+        return None
+    await _run(plan)
     return plan.again
+
+
+def deliver(settings_id: int) -> datetime | None:
+    """Send what is due through this one configuration only (see rounds.deliver_round for the task's way)."""
+    return async_to_sync(deliver_async)(settings_id)

@@ -132,16 +132,26 @@ class DeliveryAttempt(models.Model):
 
 
 class DeliveryState(models.Model):
-    """Delivery bookkeeping of one SMTP configuration: the row locked while reserving its hourly cap,
-    and the back-off after a server said it was busy (421)."""
+    """Delivery bookkeeping of one SMTP configuration: the row locked while reserving its hourly cap, the back-off
+    after its server was busy (421), silent or unreachable, and what keeps workers' rounds from trying it for
+    nothing. Every worker reads it, so a back-off holds across machines."""
 
     smtp_settings = models.OneToOneField(SmtpSettings, on_delete=models.CASCADE, related_name="delivery_state")
     not_before = models.DateTimeField(null=True, blank=True)
     busy_streak = models.PositiveSmallIntegerField(default=0)
-    busy_reply = models.CharField(max_length=500, blank=True)
+    busy_reply = models.CharField(max_length=500, blank=True)  # the cause of the back-off, as shown to admins
+    # A worker is opening a session to the server until then: others leave it alone (one slot per silent server).
+    opening_until = models.DateTimeField(null=True, blank=True)
+    # The hourly cap is used up until then: rounds leave the configuration out (its own task runs at that time).
+    cap_full_until = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"Delivery state of {self.smtp_settings_id}"
+
+    @property
+    def backing_off_until(self) -> datetime | None:
+        """When the configuration may send again after a back-off; None when it may now."""
+        return self.not_before if self.not_before and self.not_before > timezone.now() else None
 
 
 class CapReservation(models.Model):

@@ -1,0 +1,89 @@
+"""A worker's delivery round: every configuration with notices due, several side by side on one event loop.
+
+A `db_worker` process runs one task at a time, and one configuration's run waits on its server: a server that
+accepts the connection and never greets holds the run for SMTP_CONNECT_TIMEOUT, one that answers slowly for as
+long as RUN_SECONDS. Run one after another, a handful of such servers would hold every worker while healthy
+configurations' notices wait. So the `deliver` task of any configuration runs a round: up to
+DELIVERY_CONCURRENCY configurations at once on one event loop, each within its own deadlines (the connector's
+per-step and total timeouts, the batch lease), a slot refilled from the queue as soon as a run ends, until
+nothing else is due or the round has lasted DELIVERY_ROUND_SECONDS. A silent server then holds one slot, not a
+worker. The database work of every run goes through the worker's one thread and connection (thread-sensitive
+sync_to_async), so a worker still holds a single database connection however many runs it interleaves.
+
+Two workers' rounds may pick the same configuration: their claims share its due notices (SKIP LOCKED), but only
+one of them opens a session to its server at a time (DeliveryState.opening_until), so a silent server costs one
+slot in the whole installation, not one per worker. A configuration whose server timed out or refused backs off
+(worker.connection_failed: exponential with jitter, stored on DeliveryState so every worker honours it) and is
+left out of rounds until then.
+"""
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.conf import settings
+
+from settings_app.delivery import due, worker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Round:
+    """What a round did: the configurations it ran, when some should run again, and any run that crashed."""
+
+    ran: list[int] = field(default_factory=list)
+    again: dict[int, datetime] = field(default_factory=dict)
+    errors: list[Exception] = field(default_factory=list)
+
+    def run_again(self, settings_id: int, at: datetime | None) -> None:
+        if at is not None:
+            self.again[settings_id] = min(at, self.again.get(settings_id, at))
+
+
+def deliver_round(first_id: int, *, concurrency: int | None = None, seconds: float | None = None) -> Round:
+    """Run `first_id` and every other configuration with notices due, up to `concurrency` at once.
+
+    Returns the Round; a run that raised does not stop the others, and is in `errors`.
+    """
+    limit = concurrency or settings.DELIVERY_CONCURRENCY
+    budget = seconds if seconds is not None else settings.DELIVERY_ROUND_SECONDS
+    return async_to_sync(_round)(first_id, limit, budget)
+
+
+async def _round(first_id: int, limit: int, budget: float) -> Round:
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + budget
+    result = Round()
+    waiting: deque[int] = deque([first_id])
+    running: dict[asyncio.Task[datetime | None], int] = {}
+    refill = sync_to_async(due.configurations)
+    while True:
+        while waiting and len(running) < limit:
+            settings_id = waiting.popleft()
+            if settings_id not in result.ran:
+                result.ran.append(settings_id)
+                running[asyncio.create_task(worker.deliver_async(settings_id))] = settings_id
+        if not waiting and len(running) < limit and loop.time() < ends:
+            waiting.extend(pk for pk in await refill() if pk not in result.ran)
+            if waiting:
+                continue
+        if not running:
+            return result
+        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            _finished(result, running.pop(task), task)
+
+
+def _finished(result: Round, settings_id: int, task: "asyncio.Task[datetime | None]") -> None:
+    error = task.exception()
+    if error is None:
+        result.run_again(settings_id, task.result())
+    elif isinstance(error, Exception):
+        logger.error("Delivery through SMTP settings %s failed", settings_id, exc_info=error)
+        result.errors.append(error)
+    else:
+        raise error
