@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -154,6 +154,9 @@ class Batch:
     deadline: datetime
     waiting: deque[int] = field(init=False)  # not attempted yet, in claim order
     transmitted: int = 0  # messages whose content went out in full: the cap slots used
+    # False when the claim found fewer due notices than it had slots for: claiming again right after would find
+    # none (work queued meanwhile has its own task). Skipping that claim saves a third of a short run's queries.
+    more_due: bool = True
 
     def __post_init__(self) -> None:
         self.waiting = deque(self.rows)
@@ -237,7 +240,8 @@ def claim(plan: Plan) -> Batch | None:
     if not ids:
         cap.settle(grant, used=0)
         return None
-    return Batch(cap.shrink(grant, len(ids)), _rows(ids), deadline=lease_until)
+    more_due = len(ids) == grant.count
+    return Batch(cap.shrink(grant, len(ids)), _rows(ids), deadline=lease_until, more_due=more_due)
 
 
 def _rows(ids: list[int]) -> dict[int, dict]:
@@ -410,13 +414,21 @@ async def _run(plan: Plan) -> None:
     turn = await sync_to_async(take_opening_turn)(plan.settings_id)
     if turn is None:
         return  # another worker is opening a session to this server: its run carries on with what is due
+    ended = False
+
+    async def end_turn() -> None:
+        nonlocal ended
+        if not ended:
+            ended = True
+            await sync_to_async(end_opening_turn)(plan.settings_id, turn)
+
     try:
-        await _claim_and_send(plan, turn)
+        await _claim_and_send(plan, on_open=end_turn)
     finally:
-        await sync_to_async(end_opening_turn)(plan.settings_id, turn)
+        await end_turn()
 
 
-async def _claim_and_send(plan: Plan, turn: datetime) -> None:
+async def _claim_and_send(plan: Plan, *, on_open: Callable[[], Awaitable[None]]) -> None:
     """Claim, send and book batches over one session until nothing is due, the cap is reached or time is up.
 
     Sending and bookkeeping alternate rather than overlap in a thread: the event loop waiting for the GIL behind
@@ -430,9 +442,9 @@ async def _claim_and_send(plan: Plan, turn: datetime) -> None:
         return
     try:
         async with mail_session(plan.config) as sender:
-            await sync_to_async(end_opening_turn)(plan.settings_id, turn)
+            await on_open()
             while batch is not None:
-                if await _deliver(sender, plan, batch):
+                if await _deliver(sender, plan, batch) or not batch.more_due:
                     return
                 if time.monotonic() - started > RUN_SECONDS:
                     # More may be due: a fresh task (and connection) carries on, so others get a turn.
