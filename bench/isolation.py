@@ -4,11 +4,15 @@ rest at Postfix's smtp-sink; two `db_worker` processes drain the queue. It print
 queue-to-sent p50/p95 beside the same run without the broken servers (only the healthy configurations).
 
     .venv/bin/python bench/isolation.py [--configurations 200] [--silent 20] [--slow 10] [-n 4] [--workers 2]
+                                        [--rate 15] [--repeat 1] [--detail]
 
 It uses the configured database (DATABASE_URL), creates its own districts and settings (self-hosted installation,
 127.0.0.0/8 allowed) and deletes them at the end. Bounded: each run is stopped after --limit seconds (default 300). The
-workers start (and finish Django's setup) before the notices are queued, one school after another as staff would,
-and stop once everything is sent. PostgreSQL is VACUUM ANALYZEd before each run, so both plan alike.
+workers start (and finish Django's setup) before the notices are queued, one school after another at --rate
+schools a second (as staff would, and below what the workers can send, so queue-to-sent measures waiting behind
+other work rather than a backlog), and stop once everything is sent. With --repeat, reference and broken runs
+alternate and the medians are compared (other work on the machine shifts single runs a lot). PostgreSQL is
+VACUUM ANALYZEd before each run, so both plan alike.
 The last line reads: healthy_p95_s=<s> reference_p95_s=<s> ratio=<r> lost=<n>
 """
 
@@ -207,11 +211,13 @@ def one_run(label: str, kinds: list[tuple[str, int]], args: argparse.Namespace) 
     scopes = make_scopes(kinds, args.n)
     workers = start_workers(args.workers)
     try:
-        for scope in scopes:
+        started = time.monotonic()
+        for index, scope in enumerate(scopes):
+            time.sleep(max(started + index / args.rate - time.monotonic(), 0))
             queue.notices_queue_overdue(school=scope.school, acting_user=user)
         elapsed = wait_until_done(scopes, args.n, args.limit)
         stop_workers(workers)
-        return report(label, scopes, args.n, elapsed)
+        return report(label, scopes, args.n, elapsed, args.detail)
     finally:
         stop_workers(workers)
         ids = [scope.row.pk for scope in scopes]
@@ -219,7 +225,7 @@ def one_run(label: str, kinds: list[tuple[str, int]], args: argparse.Namespace) 
         District.objects.filter(pk__in=[scope.school.district_id for scope in scopes]).delete()
 
 
-def report(label: str, scopes: list[Scope], n: int, elapsed: float) -> tuple[float, float, int]:
+def report(label: str, scopes: list[Scope], n: int, elapsed: float, detail: bool) -> tuple[float, float, int]:
     healthy = [scope.school.pk for scope in scopes if scope.kind == "healthy"]
     sent = Notice.objects.filter(school_id__in=healthy, status=NoticeStatus.SENT)
     waits = [(at - queued).total_seconds() for at, queued in sent.values_list("sent_at", "queued_at") if at]
@@ -236,6 +242,11 @@ def report(label: str, scopes: list[Scope], n: int, elapsed: float) -> tuple[flo
         smtp_settings__in=[scope.row for scope in scopes if scope.kind == "silent"], not_before__gt=timezone.now()
     ).count()
     unsent = n * len(healthy) - len(waits)
+    if detail:
+        rows = sorted(sent.values_list("queued_at", "sent_at", "school_id"))
+        for start in range(0, len(rows), len(rows) // 10 or 1):
+            chunk = rows[start : start + len(rows) // 10]
+            print("   ", [f"{(b - a).total_seconds():.1f}" for a, b, _ in chunk[:: max(len(chunk) // 8, 1)]])
     p50, p95 = percentile(waits, 50), percentile(waits, 95)
     print(
         f"  {label}: healthy notices sent {len(waits)} (unsent {unsent}), queue-to-sent p50 {p50:.2f} s, "
@@ -252,6 +263,9 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=4, help="notices per configuration (default 4)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--limit", type=float, default=300, help="seconds after which a run's workers are stopped")
+    parser.add_argument("--rate", type=float, default=15, help="schools queueing notices per second (default 15)")
+    parser.add_argument("--repeat", type=int, default=1, help="reference and broken runs, alternating (default 1)")
+    parser.add_argument("--detail", action="store_true", help="also print queue-to-sent by queue order (tenths)")
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
     print(
@@ -261,27 +275,28 @@ def main() -> None:
     healthy_count = args.configurations - args.silent - args.slow
     broken = BrokenServers()
     port = free_port()
+    references, brokens = [], []
     try:
+        kinds = [("silent", broken.start("silent")) for _ in range(args.silent)]
+        kinds += [("slow", broken.start("slow")) for _ in range(args.slow)]
+        kinds += [("healthy", port)] * healthy_count
         with smtp_sink(port):
-            vacuum()
-            reference = one_run("reference", [("healthy", port)] * healthy_count, args)
-            vacuum()
-            kinds = [("silent", broken.start("silent")) for _ in range(args.silent)]
-            kinds += [("slow", broken.start("slow")) for _ in range(args.slow)]
-            kinds += [("healthy", port)] * healthy_count
-            mixed = interleave(kinds)
-            with_broken = one_run("broken", mixed, args)
-            silent_ports = [p for kind, p in kinds if kind == "silent"]
-            tries = sorted(broken.connections[p] for p in silent_ports)
-            print(f"  connections each silent server received: min {tries[0]}, max {tries[-1]} (no tight loop)")
+            for _ in range(args.repeat):
+                vacuum()
+                references.append(one_run("reference", [("healthy", port)] * healthy_count, args))
+                vacuum()
+                brokens.append(one_run("broken", interleave(kinds), args))
+        tries = sorted(count for count in broken.connections.values() if count)
+        print(f"  connections per broken server over all runs: min {tries[0]}, max {tries[-1]} (no tight loop)")
     finally:
         broken.stop()
         vacuum()
-    ratio = with_broken[1] / reference[1]
+    p50, p95 = statistics.median(r[0] for r in brokens), statistics.median(r[1] for r in brokens)
+    ref50, ref95 = statistics.median(r[0] for r in references), statistics.median(r[1] for r in references)
+    lost = sum(r[2] for r in [*brokens, *references])
     print(
-        f"healthy_p50_s={with_broken[0]:.2f} reference_p50_s={reference[0]:.2f} "
-        f"healthy_p95_s={with_broken[1]:.2f} reference_p95_s={reference[1]:.2f} ratio={ratio:.2f} "
-        f"lost={with_broken[2] + reference[2]}"
+        f"healthy_p50_s={p50:.2f} reference_p50_s={ref50:.2f} healthy_p95_s={p95:.2f} reference_p95_s={ref95:.2f} "
+        f"ratio={p95 / ref95:.2f} lost={lost}"
     )
 
 

@@ -157,7 +157,7 @@ DELIVERY_BATCH = env.int("DELIVERY_BATCH", default=500)  # notices per claim (on
 DELIVERY_CAP_WINDOW = env.int("DELIVERY_CAP_WINDOW", default=3600)  # the "hour" of the hourly cap
 DELIVERY_SWEEP_INTERVAL = env.int("DELIVERY_SWEEP_INTERVAL", default=60)  # re-enqueue what is due or lost
 DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=20)  # configurations a worker sends to at once
-DELIVERY_ROUND_SECONDS = env.float("DELIVERY_ROUND_SECONDS", default=60.0)  # a round takes in new work this long
+DELIVERY_ROUND_SECONDS = env.float("DELIVERY_ROUND_SECONDS", default=300.0)  # a round takes in new work this long
 if DELIVERY_LEASE <= 4 * SMTP_TOTAL_TIMEOUT + 1:
     # A batch stops sending while its last message can still wait for four replies before the lease ends.
     raise ImproperlyConfigured("DELIVERY_LEASE must be more than 4 x SMTP_TOTAL_TIMEOUT + 1 seconds.")

@@ -8,6 +8,7 @@ import socket
 import threading
 
 import pytest
+from django.db import connections
 from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
@@ -29,6 +30,7 @@ class SilentServer:
         self.port = self.listener.getsockname()[1]
         self.accepted = 0
         self.last_closed_at: dt.datetime | None = None
+        self.first_closed_at: dt.datetime | None = None
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -45,6 +47,7 @@ class SilentServer:
             while client.recv(4096):
                 pass
         self.last_closed_at = timezone.now()
+        self.first_closed_at = self.first_closed_at or self.last_closed_at
 
     def stop(self) -> None:
         self.listener.close()
@@ -157,3 +160,34 @@ def test_the_district_list_shows_a_configuration_backing_off_with_its_cause(
     local = timezone.localtime(state.not_before)
     assert f"Backing off until {local:%H:%M:%S}" in page
     assert state.busy_reply.split(".")[0] in page
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(SMTP_CONNECT_TIMEOUT=3.0, SMTP_TOTAL_TIMEOUT=4.0)
+def test_a_notice_queued_while_a_round_waits_on_a_silent_server_goes_out_without_waiting_for_it(
+    installation, silent, healthy, north_staff
+):
+    controller, handler = healthy
+    stuck = district_with_notice(installation, silent.port, "Stuck", north_staff)
+    fine_school = factories.school(factories.district("Fine", mail_source=MailSource.OWN), "Fine High")
+    factories.smtp_settings(
+        district=fine_school.district, host="127.0.0.1", port=controller.port, from_email="library@fine.example.org"
+    )
+    patron = Patron.objects.create(school=fine_school, name="Late Patron", email="late@fine.example.org")
+    Loan.objects.create(patron=patron, title="Dune", due_on=TODAY - dt.timedelta(days=3))
+
+    def queue_late() -> None:
+        try:
+            queue.notices_queue_overdue(school=fine_school, acting_user=north_staff, today=TODAY)
+        finally:
+            connections.close_all()
+
+    staff_action = threading.Timer(0.3, queue_late)
+    staff_action.start()
+    rounds.deliver_round(stuck.pk)
+    staff_action.join()
+
+    late = Notice.objects.get(school=fine_school)
+    assert late.status == NoticeStatus.SENT and len(handler.messages) == 1
+    assert silent.first_closed_at is not None and late.sent_at is not None
+    assert late.sent_at < silent.first_closed_at, "the late notice waited for the silent server"

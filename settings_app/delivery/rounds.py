@@ -5,8 +5,9 @@ accepts the connection and never greets holds the run for SMTP_CONNECT_TIMEOUT, 
 long as RUN_SECONDS. Run one after another, a handful of such servers would hold every worker while healthy
 configurations' notices wait. So the `deliver` task of any configuration runs a round: up to
 DELIVERY_CONCURRENCY configurations at once on one event loop, each within its own deadlines (the connector's
-per-step and total timeouts, the batch lease), a slot refilled from the queue as soon as a run ends, until
-nothing else is due or the round has lasted DELIVERY_ROUND_SECONDS. A silent server then holds one slot, not a
+per-step and total timeouts, the batch lease), free slots refilled from the queue whenever a run ends and every
+REFILL_EVERY seconds, until nothing else is due or the round has lasted DELIVERY_ROUND_SECONDS (then it lets its
+runs finish, each bounded by its deadlines, and the worker takes its next task). A silent server then holds one slot, not a
 worker. The database work of every run goes through the worker's one thread and connection (thread-sensitive
 sync_to_async), so a worker still holds a single database connection however many runs it interleaves.
 
@@ -29,6 +30,10 @@ from django.conf import settings
 from settings_app.delivery import due, worker
 
 logger = logging.getLogger(__name__)
+
+# While runs are under way, a round looks for newly due configurations at least this often (seconds): three small
+# queries, against a notice waiting up to SMTP_CONNECT_TIMEOUT behind a silent server.
+REFILL_EVERY = 0.5
 
 
 @dataclass
@@ -73,7 +78,9 @@ async def _round(first_id: int, limit: int, budget: float) -> Round:
                 continue
         if not running:
             return result
-        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        # Wake up now and then even if no run ends, so newly due configurations never wait for a silent server.
+        timeout = REFILL_EVERY if loop.time() < ends else None
+        done, _ = await asyncio.wait(running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             _finished(result, running.pop(task), task)
 
