@@ -246,7 +246,7 @@ def report(label: str, scopes: list[Scope], n: int, elapsed: float, detail: bool
         rows = sorted(sent.values_list("queued_at", "sent_at", "school_id"))
         for start in range(0, len(rows), len(rows) // 10 or 1):
             chunk = rows[start : start + len(rows) // 10]
-            print("   ", [f"{(b - a).total_seconds():.1f}" for a, b, _ in chunk[:: max(len(chunk) // 8, 1)]])
+            print("   ", [f"{(b - a).total_seconds():.1f}" for a, b, _ in chunk[:: max(len(chunk) // 8, 1)] if b])
     p50, p95 = percentile(waits, 50), percentile(waits, 95)
     print(
         f"  {label}: healthy notices sent {len(waits)} (unsent {unsent}), queue-to-sent p50 {p50:.2f} s, "

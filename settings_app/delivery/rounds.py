@@ -7,8 +7,8 @@ configurations' notices wait. So the `deliver` task of any configuration runs a 
 DELIVERY_CONCURRENCY configurations at once on one event loop, each within its own deadlines (the connector's
 per-step and total timeouts, the batch lease), free slots refilled from the queue whenever a run ends and every
 REFILL_EVERY seconds, until nothing else is due or the round has lasted DELIVERY_ROUND_SECONDS (then it lets its
-runs finish, each bounded by its deadlines, and the worker takes its next task). A silent server then holds one slot, not a
-worker. The database work of every run goes through the worker's one thread and connection (thread-sensitive
+runs finish, each bounded by its deadlines, and the worker takes its next task). A silent server then holds one
+slot, not a worker. The database work of every run goes through the worker's one thread and connection (thread-sensitive
 sync_to_async), so a worker still holds a single database connection however many runs it interleaves.
 
 Two workers' rounds may pick the same configuration: their claims share its due notices (SKIP LOCKED), but only
