@@ -538,3 +538,20 @@ def test_a_certificate_failure_pauses_the_configuration_and_the_notices_wait(
     assert notice.status == NoticeStatus.QUEUED and notice.attempts == 0 and notice.failed_at is None
     assert not DeliveryAttempt.objects.exists()
     assert server.recorded.logins == [] and server.recorded.messages == []
+
+
+def test_the_cap_use_of_many_configurations_is_read_in_one_query_and_matches_each_ones(
+    installation, django_assert_num_queries
+):
+    from settings_app.models import MailSource
+
+    rows = [
+        factories.smtp_settings(district=factories.district(mail_source=MailSource.OWN), max_per_hour=limit)
+        for limit in (5, 2, 10)
+    ]
+    cap.reserve(rows[0].pk, wanted=3, hold=dt.timedelta(0))
+    cap.reserve(rows[1].pk, wanted=2, hold=dt.timedelta(0))  # at its cap: the next free slot is read too
+    with django_assert_num_queries(3):
+        usages = cap.usages(rows)
+    assert usages == {row.pk: cap.usage(row) for row in rows}
+    assert [usages[row.pk].used for row in rows] == [3, 2, 0] and usages[rows[1].pk].next_free_at is not None

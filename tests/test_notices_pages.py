@@ -1,6 +1,7 @@
 """The staff pages and the delivery log: access by scope, what they say, what they write."""
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.urls import reverse
@@ -188,3 +189,33 @@ def test_a_district_log_never_shows_what_the_consortium_server_said(
     assert "consortium-only" not in page
     client.force_login(super_admin)
     assert "consortium-only" in client.get(reverse("delivery_log")).content.decode()
+
+
+def test_counts_stop_at_a_bound_and_say_so_and_the_pages_cover_that_many_of_the_newest(
+    client, super_admin, school, consortium, monkeypatch
+):
+    from settings_app.delivery import log
+
+    monkeypatch.setattr(log, "COUNT_UP_TO", 2)
+    sent = [_notice(school, NoticeStatus.SENT) for _ in range(4)]
+    _notice(school, NoticeStatus.FAILED)
+    client.force_login(super_admin)
+    body = client.get(reverse("delivery_log")).content.decode()
+    assert "Sent: <strong>2+</strong>" in body and "Failed: <strong>1</strong>" in body
+    assert body.count('class="notice status-') == 4, "counted: 3 sent (2+) and 1 failed"
+    assert sent[0].recipient_email not in body and sent[-1].recipient_email in body, "the newest come first"
+
+
+def test_the_date_filters_take_whole_local_days(client, north_admin, school, consortium, settings):
+    settings.TIME_ZONE = "America/Chicago"
+    day = dt.date(2025, 3, 10)
+    local = ZoneInfo("America/Chicago")
+    inside = [dt.datetime(2025, 3, 10, 0, 5, tzinfo=local), dt.datetime(2025, 3, 10, 23, 55, tzinfo=local)]
+    outside = [dt.datetime(2025, 3, 9, 23, 55, tzinfo=local), dt.datetime(2025, 3, 11, 0, 5, tzinfo=local)]
+    for moment in [*inside, *outside]:
+        notice = _notice(school, NoticeStatus.SENT)
+        Notice.objects.filter(pk=notice.pk).update(created_at=moment)
+    client.force_login(north_admin)
+    url = reverse("district_delivery_log", args=["north"])
+    body = client.get(url, {"since": day.isoformat(), "until": day.isoformat()}).content.decode()
+    assert body.count('class="notice status-') == 2 and "Sent: <strong>2</strong>" in body

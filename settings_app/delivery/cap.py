@@ -7,6 +7,7 @@ no two messages counted in different windows are ever less than a window apart a
 Districts that use the consortium server send through the consortium's row, so they share its cap.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -103,6 +104,20 @@ class Usage:
     @property
     def remaining(self) -> int:
         return max(self.cap - self.used, 0)
+
+
+def usages(rows: Sequence[SmtpSettings]) -> dict[int, Usage]:
+    """usage() of many configurations: one query, plus one for each configuration at its cap (the delivery log of
+    500 configurations read them one by one: 500 queries, ~25 ms of database time before any notice was read)."""
+    since = timezone.now() - window()
+    counted = CapReservation.objects.filter(smtp_settings__in=rows, at__gt=since).order_by()
+    used = dict(counted.values_list("smtp_settings").annotate(total=Sum("count")))
+    return {
+        row.pk: usage(row)
+        if used.get(row.pk, 0) >= row.max_per_hour
+        else Usage(used.get(row.pk, 0), row.max_per_hour, None)
+        for row in rows
+    }
 
 
 def usage(row: SmtpSettings) -> Usage:

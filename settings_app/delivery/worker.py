@@ -107,7 +107,9 @@ class Plan:
         return list(self.schools)
 
 
-def _plan(settings_id: int) -> Plan | None:
+def plan_for(settings_id: int) -> Plan | None:
+    """What a run of the configuration needs, read before any async code; None when it is paused or serves no school
+    (it pauses a configuration whose stored password cannot be read)."""
     row = SmtpSettings.objects.select_related("installation", "district__installation").filter(pk=settings_id).first()
     if row is None or row.paused_at is not None:
         return None
@@ -507,8 +509,9 @@ def end_opening_turn(settings_id: int, turn: datetime) -> None:
     DeliveryState.objects.filter(smtp_settings_id=settings_id, opening_until=turn).update(opening_until=None)
 
 
-def _ready_plan(settings_id: int) -> Plan | None:
-    plan = _plan(settings_id)
+def ready_plan(settings_id: int) -> Plan | None:
+    """plan_for(), or None when the configuration has nothing due either."""
+    plan = plan_for(settings_id)
     if plan is None or not Notice.objects.due(timezone.now()).filter(school_id__in=plan.school_ids).exists():
         return None
     return plan
@@ -519,7 +522,7 @@ async def deliver_async(settings_id: int) -> datetime | None:
     waiting = await sync_to_async(backing_off_until)(settings_id)
     if waiting:
         return waiting
-    plan = await sync_to_async(_ready_plan)(settings_id)
+    plan = await sync_to_async(ready_plan)(settings_id)
     if plan is None:
         return None
     await _run(plan)

@@ -58,7 +58,7 @@ def delivery_log(request: AuthenticatedRequest, slug: str | None = None) -> Http
         filters = LogFilterForm(request.GET or None, schools=schools)
         chosen = filters.cleaned_data if filters.is_valid() else {}
         found = log.log_notices(_in_view(district), **{key: value for key, value in chosen.items() if value})
-        counts = log.status_counts(found)
+        counts = log.status_counts(found, status=chosen.get("status", ""))
         paginator = Paginator(found, PAGE_SIZE)
         paginator.count = sum(counts.values())  # one aggregate serves both the counts and the pages
         return filters, paginator.get_page(request.GET.get("page")), counts
@@ -72,6 +72,7 @@ def delivery_log(request: AuthenticatedRequest, slug: str | None = None) -> Http
         "filters": lambda: notices()[0],
         "page": lambda: notices()[1],
         "counts": lambda: notices()[2],
+        "count_up_to": log.COUNT_UP_TO,
         "query": query.urlencode(),
         # A district sees that the consortium server failed, never what it said: that may name the server.
         "consortium_private": district is not None and not permissions.is_super_admin(request.user),
