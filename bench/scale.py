@@ -4,7 +4,7 @@ beside the same queries on an empty notice table; then a worker's memory over a 
 more queued as it goes.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/dm_scale_bench .venv/bin/python bench/scale.py \\
-        [-n 1000000] [--due 50000] [--configurations 500] [--memory-seconds 120]
+        [-n 1000000] [--due 50000] [--configurations 500] [--memory-seconds 120] [--explain] [--keep] [--reuse]
 
 Database time is what PostgreSQL reports for the statements the real code runs (captured, then replayed under
 EXPLAIN ANALYZE inside a transaction that is rolled back): planning plus execution, summed per operation. It creates
@@ -81,6 +81,9 @@ def captured(action: Callable[[], object]) -> list[str]:
     return [query["sql"] for query in context.captured_queries if not SKIPPED.match(query["sql"])]
 
 
+SLOWEST: dict[str, tuple[float, str]] = {}
+
+
 def database_ms(statements: list[str]) -> tuple[float, float]:
     """Planning + execution time PostgreSQL reports for the statements, replayed in order and rolled back:
     the total and the slowest one (ms)."""
@@ -92,6 +95,8 @@ def database_ms(statements: list[str]) -> tuple[float, float]:
                 plan = cursor.fetchone()[0]
                 plan = plan[0] if isinstance(plan, list) else json.loads(plan)[0]
                 times.append(plan["Planning Time"] + plan["Execution Time"])
+                if times[-1] > SLOWEST.get(sql[:60], (0.0, ""))[0]:
+                    SLOWEST[sql[:60]] = (times[-1], sql)
             raise Rollback
     except Rollback:
         pass
@@ -199,7 +204,7 @@ def operations(rows: list[SmtpSettings], district: District, super_admin: User, 
         "claim a batch (500)": claim,
         "the sweep": due.configurations,
         "log, all districts, page 1": page(client_super, everything),
-        "log, all districts, page 200": page(client_super, everything, page="200"),
+        "log, all districts, page 20": page(client_super, everything, page="20"),
         "log, all, status=failed": page(client_super, everything, status="failed"),
         "log, all, kind=resource_list": page(client_super, everything, kind="resource_list"),
         "log, all, last 7 days": page(client_super, everything, since=str(today - dt.timedelta(days=7))),
@@ -297,27 +302,44 @@ def main() -> None:
     parser.add_argument("--due", type=int, default=50_000)
     parser.add_argument("--configurations", type=int, default=500)
     parser.add_argument("--memory-seconds", type=float, default=120, help="0 skips the memory run")
+    parser.add_argument("--explain", action="store_true", help="also print the slowest statements")
+    parser.add_argument("--keep", action="store_true", help="leave the notices for --reuse (deleting takes minutes)")
+    parser.add_argument("--reuse", action="store_true", help="measure the notices a --keep run left")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("bench/scale.py measures PostgreSQL: set DATABASE_URL=postgres://...")
     call_command("migrate", verbosity=0)
-    tag, rows, schools, first_district = make_scopes(args.configurations)
+    kept = District.objects.filter(name__startswith="Scale ", mail_source=MailSource.OWN).order_by("id")
+    reuse = args.reuse and kept.exists()
+    if reuse:
+        tag = kept.first().name.split()[1]  # type: ignore[union-attr]
+        districts = list(kept.filter(name__startswith=f"Scale {tag} "))
+        schools = list(School.objects.filter(district__in=districts).order_by("id"))
+        rows = list(SmtpSettings.objects.filter(district__in=districts).order_by("id"))
+        first_district = districts[0].pk
+    else:
+        tag, rows, schools, first_district = make_scopes(args.configurations)
     district = District.objects.get(pk=first_district)
     try:
         super_admin, admin = people(district)
         ops = operations(rows, district, super_admin, admin)
-        vacuum()
-        empty = measure(ops)
-        took = fill(tag, schools, args.n, args.due)
-        print(
-            f"{args.n:,} notices ({args.due:,} due) over {args.configurations} configurations written in {took:.0f} s"
-        )
+        if reuse:
+            print("reusing the notices a --keep run left (no empty-table reference)")
+            empty = dict.fromkeys(ops, (0.0, 0.0, 0))
+        else:
+            vacuum()
+            empty = measure(ops)
+            took = fill(tag, schools, args.n, args.due)
+            print(f"{args.n:,} notices ({args.due:,} due), {len(rows)} configurations: written in {took:.0f} s")
         full = measure(ops)
         print(f"{'operation':36} {'empty table':>20} {'1M notices':>24}  (database ms: total / slowest, queries)")
         for name in ops:
             e, f = empty[name], full[name]
             print(f"{name:36} {e[0]:8.1f} / {e[1]:5.1f} ({e[2]:3}) {f[0]:10.1f} / {f[1]:6.1f} ({f[2]:3})")
         worst = max(total for total, _, _ in full.values())
+        if args.explain:
+            for ms, sql in sorted(SLOWEST.values(), reverse=True)[:8]:
+                print(f"  {ms:6.1f} ms  {sql[:400]}")
         samples = memory_run(rows, schools, args.memory_seconds, tag) if args.memory_seconds else [(0, 0), (0, 0)]
         if args.memory_seconds:
             print("worker RSS (MB) every 5 s: " + " ".join(f"{mb:.0f}" for _, mb in samples))
@@ -325,8 +347,9 @@ def main() -> None:
             sent = Notice.objects.filter(school__in=schools, status=NoticeStatus.SENT, sent_at__gte=since).count()
             print(f"sent during the memory run: {sent:,}")
     finally:
-        remove_notices(schools)
-        District.objects.filter(pk__in=[school.district_id for school in schools]).delete()
+        if not args.keep:
+            remove_notices(schools)
+            District.objects.filter(pk__in=[school.district_id for school in schools]).delete()
         vacuum()
     print(f"worst_ms={worst:.1f} (target < 50) rss_start_mb={samples[1][1]:.0f} rss_end_mb={samples[-1][1]:.0f}")
 

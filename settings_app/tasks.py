@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.tasks import TaskResultStatus, task
 from django.utils import timezone
 from django_tasks_db.backend import DatabaseBackend
@@ -24,6 +25,7 @@ def deliver(settings_id: int) -> None:
     done = rounds.deliver_round(settings_id)
     for later_id, at in done.again.items():
         deliver_later(later_id, at=at)
+    ensure_sweep()  # one query; brings the sweep back if the worker that ran it was killed
     if done.errors:
         raise ExceptionGroup("delivery runs failed", done.errors)
 
@@ -36,6 +38,9 @@ def sweep() -> None:
             deliver.enqueue(settings_id)
     finally:
         ensure_sweep(from_sweep=True)
+
+
+SWEEP_DEAD_AFTER = timedelta(minutes=5)
 
 
 def sweep_interval() -> timedelta:
@@ -59,10 +64,14 @@ def deliver_later(settings_id: int, *, at: datetime) -> None:
 def ensure_sweep(*, from_sweep: bool = False) -> None:
     """Start the self-rescheduling sweep unless one is already waiting (or, outside the sweep, running).
 
-    Only the database backend keeps a sweep; elsewhere this does nothing.
+    A sweep takes milliseconds: one marked running for longer than SWEEP_DEAD_AFTER belongs to a worker that was
+    killed, and no longer counts. Only the database backend keeps a sweep; elsewhere this does nothing.
     """
     if not isinstance(sweep.get_backend(), DatabaseBackend):
         return
-    statuses = [TaskResultStatus.READY] if from_sweep else [TaskResultStatus.READY, TaskResultStatus.RUNNING]
-    if not DBTaskResult.objects.filter(task_path=sweep.module_path, status__in=statuses).exists():
+    sweeps = DBTaskResult.objects.filter(task_path=sweep.module_path)
+    alive = Q(status=TaskResultStatus.READY)
+    if not from_sweep:
+        alive |= Q(status=TaskResultStatus.RUNNING, started_at__gt=timezone.now() - SWEEP_DEAD_AFTER)
+    if not sweeps.filter(alive).exists():
         sweep.using(run_after=timezone.now() + sweep_interval()).enqueue()

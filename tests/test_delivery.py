@@ -555,3 +555,17 @@ def test_the_cap_use_of_many_configurations_is_read_in_one_query_and_matches_eac
         usages = cap.usages(rows)
     assert usages == {row.pk: cap.usage(row) for row in rows}
     assert [usages[row.pk].used for row in rows] == [3, 2, 0] and usages[rows[1].pk].next_free_at is not None
+
+
+def test_a_sweep_left_running_by_a_killed_worker_is_replaced_but_a_live_one_is_not(db):
+    from django.tasks import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    tasks.ensure_sweep()
+    sweeps = DBTaskResult.objects.filter(task_path="settings_app.tasks.sweep")
+    sweeps.update(status=TaskResultStatus.RUNNING, started_at=timezone.now())
+    tasks.ensure_sweep()
+    assert sweeps.count() == 1, "a sweep that is running now was started again"
+    sweeps.update(started_at=timezone.now() - tasks.SWEEP_DEAD_AFTER - dt.timedelta(seconds=1))
+    tasks.ensure_sweep()
+    assert sweeps.filter(status=TaskResultStatus.READY).count() == 1

@@ -191,3 +191,32 @@ def test_a_notice_queued_while_a_round_waits_on_a_silent_server_goes_out_without
     assert late.status == NoticeStatus.SENT and len(handler.messages) == 1
     assert silent.first_closed_at is not None and late.sent_at is not None
     assert late.sent_at < silent.first_closed_at, "the late notice waited for the silent server"
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(SMTP_CONNECT_TIMEOUT=3.0, SMTP_TOTAL_TIMEOUT=4.0)
+def test_a_configuration_that_already_ran_in_a_round_runs_again_when_more_is_queued(
+    installation, silent, healthy, north_staff
+):
+    controller, handler = healthy
+    stuck = district_with_notice(installation, silent.port, "Stuck", north_staff)
+    fine = district_with_notice(installation, controller.port, "Fine", north_staff)
+    school = fine.district.schools.get()
+    patron = Patron.objects.create(school=school, name="Later Patron", email="later@fine.example.org")
+    Loan.objects.create(patron=patron, title="Emma", due_on=TODAY - dt.timedelta(days=3))
+
+    def queue_more() -> None:
+        try:
+            queue.notices_queue_overdue(school=school, acting_user=north_staff, today=TODAY)
+        finally:
+            connections.close_all()
+
+    staff_action = threading.Timer(1.0, queue_more)
+    staff_action.start()
+    done = rounds.deliver_round(stuck.pk)
+    staff_action.join()
+
+    later = Notice.objects.get(recipient_email="later@fine.example.org")
+    assert done.ran.count(fine.pk) == 2 and len(handler.messages) == 3  # both patrons are still overdue
+    assert silent.first_closed_at is not None and later.sent_at is not None
+    assert later.sent_at < silent.first_closed_at, "the second notice waited for the round to end"

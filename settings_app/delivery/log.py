@@ -1,5 +1,6 @@
 """Reads for the notice pages and the delivery log."""
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -76,7 +77,12 @@ def log_notices(
     until: date | None = None,
 ) -> QuerySet[Notice]:
     """Notices of the districts (None: all), newest first, filtered; attempts prefetched in order."""
-    notices = Notice.objects.all() if districts is None else Notice.objects.filter(school__district__in=districts)
+    notices = Notice.objects.all()
+    if districts is not None:
+        # The schools' ids as values rather than a join, so PostgreSQL plans a district's log on its schools' index
+        # instead of walking the whole table's newest-first index.
+        schools = School.objects.filter(district__in=districts).values_list("id", flat=True)
+        notices = notices.filter(school_id__in=list(schools))
     if status:
         notices = notices.filter(status=status)
     if kind:
@@ -98,9 +104,9 @@ def _start_of(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
-# Counts stop here ("10000+"): an exact count reads every matching row, which for a million notices takes a
+# Counts stop here ("1000+"): an exact count reads every matching row, which for a million notices takes a
 # PostgreSQL server a few hundred milliseconds, while counting up to this many reads at most this many index entries.
-COUNT_UP_TO = 10_000
+COUNT_UP_TO = 1_000
 
 
 def status_counts(notices: QuerySet[Notice], *, status: str = "") -> dict[str, int]:
@@ -134,10 +140,13 @@ def configuration_statuses(installation: Installation, districts: QuerySet[Distr
     for status in district_statuses(installation, districts):
         if status.effective.settings is not None:
             rows.setdefault(status.effective.settings.pk, (status.effective.settings, []))[1].append(status.district)
-    pending = Notice.objects.filter(
-        status__in=[NoticeStatus.QUEUED, NoticeStatus.SENDING], school__district__in=districts
-    )
-    waiting = dict(pending.order_by().values_list("school__district").annotate(n=Count("id")))
+    district_of = dict(School.objects.filter(district__in=districts).values_list("id", "district_id"))
+    # Counted per school from the pending notices' own index alone (COUNT(*), no join): 50,000 waiting notices in
+    # a few milliseconds.
+    pending = Notice.objects.filter(status__in=[NoticeStatus.QUEUED, NoticeStatus.SENDING], school_id__in=district_of)
+    waiting: Counter[int] = Counter()
+    for school_id, count in pending.order_by().values_list("school_id").annotate(n=Count("*")):
+        waiting[district_of[school_id]] += count
     statuses = []
     usages = cap.usages([row for row, _ in rows.values()])
     for row, served in rows.values():

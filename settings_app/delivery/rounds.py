@@ -38,7 +38,8 @@ REFILL_EVERY = 0.5
 
 @dataclass
 class Round:
-    """What a round did: the configurations it ran, when some should run again, and any run that crashed."""
+    """What a round did: the configurations it ran (in order, again if they ran again), when some should run again
+    after it, and any run that crashed."""
 
     ran: list[int] = field(default_factory=list)
     again: dict[int, datetime] = field(default_factory=dict)
@@ -65,15 +66,22 @@ async def _round(first_id: int, limit: int, budget: float) -> Round:
     result = Round()
     waiting: deque[int] = deque([first_id])
     running: dict[asyncio.Task[datetime | None], int] = {}
+    # A configuration runs again in the round once its last run has rested REFILL_EVERY (more was queued, a retry
+    # came due): never twice at once, never in a loop. One whose run raised does not run again in this round.
+    resting: dict[int, float] = {}
     refill = sync_to_async(due.configurations)
+
+    def ready(settings_id: int) -> bool:
+        return settings_id not in running.values() and resting.get(settings_id, 0.0) <= loop.time()
+
     while True:
         while waiting and len(running) < limit:
             settings_id = waiting.popleft()
-            if settings_id not in result.ran:
+            if ready(settings_id):
                 result.ran.append(settings_id)
                 running[asyncio.create_task(worker.deliver_async(settings_id))] = settings_id
         if not waiting and len(running) < limit and loop.time() < ends:
-            waiting.extend(pk for pk in await refill() if pk not in result.ran)
+            waiting.extend(pk for pk in await refill() if ready(pk))
             if waiting:
                 continue
         if not running:
@@ -82,15 +90,19 @@ async def _round(first_id: int, limit: int, budget: float) -> Round:
         timeout = REFILL_EVERY if loop.time() < ends else None
         done, _ = await asyncio.wait(running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            _finished(result, running.pop(task), task)
+            settings_id = running.pop(task)
+            failed = _finished(result, settings_id, task)
+            resting[settings_id] = ends if failed else loop.time() + REFILL_EVERY
 
 
-def _finished(result: Round, settings_id: int, task: "asyncio.Task[datetime | None]") -> None:
+def _finished(result: Round, settings_id: int, task: "asyncio.Task[datetime | None]") -> bool:
+    """Note a run's outcome; True when it raised."""
     error = task.exception()
     if error is None:
         result.run_again(settings_id, task.result())
-    elif isinstance(error, Exception):
+        return False
+    if isinstance(error, Exception):
         logger.error("Delivery through SMTP settings %s failed", settings_id, exc_info=error)
         result.errors.append(error)
-    else:
-        raise error
+        return True
+    raise error

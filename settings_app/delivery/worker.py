@@ -319,7 +319,8 @@ def _back_off(settings_id: int, now: datetime, verdicts: dict[int, Verdict]) -> 
 
 
 def _book_others(plan: Plan, verdicts: dict[int, Verdict], now: datetime, resume_at: datetime) -> None:
-    """Every outcome but success: a few rows per chunk, so one bulk_update."""
+    """Every outcome but success: a few rows per chunk, so one bulk_update. The run is asked to come back when the
+    first of them is due again, so a retry never waits for the sweep."""
     others = {pk: v for pk, v in verdicts.items() if v.action is not Action.SENT}
     if not others:
         return
@@ -349,6 +350,9 @@ def _book_others(plan: Plan, verdicts: dict[int, Verdict], now: datetime, resume
     )
     for patron_id, reply in refused_patrons.items():
         Patron.objects.filter(pk=patron_id).update(address_refused_at=now, address_refused_reply=reply)
+    retries = [notice.next_attempt_at for notice in notices if notice.status == NoticeStatus.QUEUED]
+    if retries:
+        plan.run_again(min(retries))
 
 
 def _apply(notice: Notice, verdict: Verdict, now: datetime, resume_at: datetime) -> None:
