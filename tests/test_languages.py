@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.test import Client
 from django.urls import reverse
 from django.utils import translation
 
@@ -26,7 +27,7 @@ from tests import factories
 from tests.smtp_servers import PASSWORD, USERNAME
 
 ROOT = Path(__file__).resolve().parent.parent
-CATALOGUE = Path("settings_app/locale/es/LC_MESSAGES/django.po")
+TRANSLATED = [code for code, _ in settings.LANGUAGES if code != "en"]  # English is the language of the msgids
 TODAY = dt.date(2025, 3, 10)
 SPANISH = {"HTTP_ACCEPT_LANGUAGE": "es"}
 
@@ -40,8 +41,16 @@ ENGLISH_WORDS = re.compile(
 )
 
 
-def scratch_catalogue(tmp_path: Path) -> Path:
-    """makemessages run on a copy of the project (never on the repository), over a copy of the catalogue."""
+def catalogue(language: str) -> Path:
+    return Path(f"settings_app/locale/{language}/LC_MESSAGES/django.po")
+
+
+# The command that refreshes the catalogues after code changes (README: Languages), without its --locale options.
+MAKEMESSAGES = ["makemessages", "--ignore=tests/*", "--ignore=bench/*", "--ignore=var/*", "--add-location=file"]
+
+
+def scratch_catalogues(tmp_path: Path) -> Path:
+    """makemessages run on a copy of the project (never on the repository), over copies of the catalogues."""
     for name in ("manage.py", "destiny_mail", "settings_app", "templates"):
         source = ROOT / name
         if source.is_dir():
@@ -55,30 +64,18 @@ def scratch_catalogue(tmp_path: Path) -> Path:
         "DATABASE_URL": "sqlite:///:memory:",
     }
     subprocess.run(
-        [sys.executable, "manage.py", *MAKEMESSAGES],
+        [sys.executable, "manage.py", *MAKEMESSAGES, *(f"--locale={language}" for language in TRANSLATED)],
         cwd=tmp_path,
         env=environment,
         check=True,
         capture_output=True,
         timeout=120,
     )
-    return tmp_path / CATALOGUE
-
-
-# The command that refreshes the catalogue after code changes (README: Languages).
-MAKEMESSAGES = [
-    "makemessages",
-    "-l",
-    "es",
-    "--ignore=tests/*",
-    "--ignore=bench/*",
-    "--ignore=var/*",
-    "--add-location=file",
-]
+    return tmp_path
 
 
 def msgids(output: str) -> list[str]:
-    """The msgids (with their plural) of what msgattrib printed, header left out."""
+    """The msgids of what msgattrib printed, header left out."""
     found = []
     for block in output.split("\n\n"):
         match = re.search(r'^msgid ((?:".*"\n?)+)', block, re.MULTILINE)
@@ -88,8 +85,9 @@ def msgids(output: str) -> list[str]:
     return found
 
 
-def test_every_message_of_the_code_and_templates_is_translated_in_the_spanish_catalogue(tmp_path):
-    refreshed = scratch_catalogue(tmp_path)
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_every_message_of_the_code_and_templates_is_translated_in_each_catalogue(tmp_path, language):
+    refreshed = scratch_catalogues(tmp_path) / catalogue(language)
 
     def listed(*options: str) -> list[str]:
         run = subprocess.run(
@@ -98,13 +96,11 @@ def test_every_message_of_the_code_and_templates_is_translated_in_the_spanish_ca
         return msgids(run.stdout)
 
     untranslated, fuzzy = listed("--untranslated"), listed("--only-fuzzy")
-    assert not untranslated, (
-        "Missing or untranslated in settings_app/locale/es (run makemessages, README):\n" + "\n".join(untranslated)
-    )
-    assert not fuzzy, "Fuzzy in settings_app/locale/es:\n" + "\n".join(fuzzy)
+    where = catalogue(language)
+    assert not untranslated, f"Missing or untranslated in {where} (README: Languages):\n" + "\n".join(untranslated)
+    assert not fuzzy, f"Fuzzy in {where}:\n" + "\n".join(fuzzy)
     check = subprocess.run(["msgfmt", "--check", "-o", os.devnull, str(refreshed)], capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr  # placeholders of each translation match their msgid
-    assert refreshed.read_text() != "" and (ROOT / CATALOGUE).read_text()  # the repository's copy is untouched
+    assert check.returncode == 0, check.stderr  # the placeholders of each translation match its msgid
 
 
 class VisibleText(HTMLParser):
@@ -209,6 +205,13 @@ def test_the_language_switch_is_remembered_over_the_browsers_language(client, su
     assert 'name="language" value="en" lang="en">English<' in html  # the way back, in its own language
     client.post(reverse("set_language"), {"language": "en", "next": url})
     assert '<html lang="en">' in client.get(url, **SPANISH).content.decode()
+
+
+@pytest.mark.django_db
+def test_the_language_switch_needs_the_csrf_token():
+    client = Client(enforce_csrf_checks=True)
+    response = client.post(reverse("set_language"), {"language": "es", "next": "/"})
+    assert response.status_code == 403 and settings.LANGUAGE_COOKIE_NAME not in response.cookies
 
 
 @pytest.mark.django_db
