@@ -383,3 +383,24 @@ def test_commands_speak_the_language_of_the_shell(installation, monkeypatch, cap
     call_command("smtp_secrets", "check")
     assert capsys.readouterr().out.strip() == "0 readable, 0 unreadable"
     assert translation.get_language() == before  # the caller's language is left as it was
+
+
+@pytest.mark.django_db
+def test_the_delivery_log_gives_a_failed_notices_reason_in_the_readers_language(
+    client, installation, north, north_admin
+):
+    factories.smtp_settings(installation=installation, host="smtp.consortium.example.org")
+    Notice.objects.create(
+        kind="overdue",
+        school=north.schools.get(),
+        recipient_name="Ana Lima",
+        recipient_email="ana@example.org",
+        message_id="<failed@test>",
+        status="failed",
+        attempts=1,
+        last_error="The server refused the recipient",  # the worker books the English title of the category
+    )
+    client.force_login(north_admin)
+    html = client.get(reverse("district_delivery_log", kwargs={"slug": "north"}), **SPANISH).content.decode()
+    assert "El servidor rechazó al destinatario" in html and "Fallido: <strong>1</strong>" in html
+    assert english_left(html, "Test Consortium", "North High", "North", "Ana Lima") == []
