@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from email.header import decode_header, make_header
 from html.parser import HTMLParser
 from pathlib import Path
@@ -21,6 +22,7 @@ from django.urls import reverse
 from django.utils import translation
 
 from settings_app.delivery import queue, worker
+from settings_app.delivery.circulation import seed_circulation_demo
 from settings_app.mail.localserver import RecordingHandler, smtp_server
 from settings_app.models import Loan, MailSource, Notice, Patron
 from tests import factories
@@ -404,3 +406,10 @@ def test_the_delivery_log_gives_a_failed_notices_reason_in_the_readers_language(
     html = client.get(reverse("district_delivery_log", kwargs={"slug": "north"}), **SPANISH).content.decode()
     assert "El servidor rechazó al destinatario" in html and "Fallido: <strong>1</strong>" in html
     assert english_left(html, "Test Consortium", "North High", "North", "Ana Lima") == []
+
+
+@pytest.mark.django_db
+def test_the_demo_gives_half_its_patrons_spanish(north):
+    seed_circulation_demo()
+    languages = Counter(Patron.objects.values_list("language", flat=True))
+    assert languages == {"en": 5, "es": 5}
