@@ -25,6 +25,7 @@ from settings_app.delivery import queue, worker
 from settings_app.delivery.circulation import seed_circulation_demo
 from settings_app.mail.localserver import RecordingHandler, smtp_server
 from settings_app.models import Loan, MailSource, Notice, Patron
+from settings_app.selectors import scope_settings
 from tests import factories
 from tests.smtp_servers import PASSWORD, USERNAME
 
@@ -413,3 +414,24 @@ def test_the_demo_gives_half_its_patrons_spanish(north):
     seed_circulation_demo()
     languages = Counter(Patron.objects.values_list("language", flat=True))
     assert languages == {"en": 5, "es": 5}
+
+
+@pytest.mark.django_db
+def test_a_test_in_spanish_still_counts_for_the_settings_saved_after_it_in_english(
+    client, consortium, super_admin, implicit_tls_server
+):
+    client.force_login(super_admin)
+    data = {
+        "smtp-host": "localhost",
+        "smtp-port": str(implicit_tls_server.port),
+        "smtp-transport": "ssl",  # its label differs between the languages: "SSL (TLS implícito)"
+        "smtp-username": USERNAME,
+        "smtp-password": PASSWORD,
+        "smtp-max_per_hour": "500",
+    }
+    html = client.post(reverse("installation_test_server"), data, HTTP_X_REQUESTED_WITH="fetch", **SPANISH)
+    assert "SSL (TLS implícito)" in html.content.decode()
+
+    client.post(reverse("installation_options"), data, HTTP_ACCEPT_LANGUAGE="en")
+
+    assert scope_settings(consortium).health == "working"

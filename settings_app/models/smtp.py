@@ -2,6 +2,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
 from settings_app import crypto
@@ -12,9 +13,13 @@ ONE_SCOPE = Q(installation__isnull=False, district__isnull=True) | Q(installatio
 
 
 def describe_destination(host: str, port: int, transport: str, username: str) -> str:
-    """How tests and their audit name a destination: user, server, port and transport (never a secret)."""
+    """How tests and their audit name a destination: user, server, port and transport (never a secret).
+
+    The same in every language: a test's record is matched to the settings saved after it by this name.
+    """
     user = f"{username} at " if username else ""
-    return f"{user}{host}:{port} ({Transport(transport).label})"
+    with translation.override(None):
+        return f"{user}{host}:{port} ({Transport(transport).label})"
 
 
 class SmtpSettings(models.Model):

@@ -15,7 +15,7 @@ from settings_app.delivery import cap
 from settings_app.forms import TestEmailForm, normalise_host
 from settings_app.mail import detect as mail_detect
 from settings_app.mail import presets, transport
-from settings_app.mail.config import SmtpConfig
+from settings_app.mail.config import SmtpConfig, Transport
 from settings_app.mail.diagnosis import Category, Diagnosis
 from settings_app.mail.message import build_test_message
 from settings_app.models import Scope, SmtpSettings, TestKind, describe_destination
@@ -34,9 +34,9 @@ TOO_MANY = gettext_lazy("Too many tests in a minute: wait a moment, then try aga
 
 
 def _refused(destination: Destination, detail: str) -> Diagnosis:
-    return Diagnosis(
-        describe_destination(*destination), Category.PASSWORD_REQUIRED, steps=(), transcript=(), detail=detail
-    )
+    host, port, transport_name, _username = destination
+    shown = f"{host}:{port} ({Transport(transport_name).label})"  # as a test names it (SmtpConfig.destination)
+    return Diagnosis(shown, Category.PASSWORD_REQUIRED, steps=(), transcript=(), detail=detail)
 
 
 @sensitive_variables("password")
