@@ -49,7 +49,14 @@ def catalogue(language: str) -> Path:
 
 
 # The command that refreshes the catalogues after code changes (README: Languages), without its --locale options.
-MAKEMESSAGES = ["makemessages", "--ignore=tests/*", "--ignore=bench/*", "--ignore=var/*", "--add-location=file"]
+MAKEMESSAGES = [
+    "makemessages",
+    "--no-obsolete",
+    "--ignore=tests/*",
+    "--ignore=bench/*",
+    "--ignore=var/*",
+    "--add-location=file",
+]
 
 
 def scratch_catalogues(tmp_path: Path) -> Path:

@@ -165,8 +165,7 @@ def detect(request: AuthenticatedRequest, slug: str | None = None) -> HttpRespon
         host = _detect_host(request, scope)
     except ValidationError as exc:
         return _show(request, scope, inline, status=400, error=" ".join(exc.messages))
-    ports = ", ".join(str(port) for port, _ in mail_detect.CANDIDATES)
-    destination = gettext("%(host)s (ports %(ports)s)") % {"host": host, "ports": ports}
+    destination = f"{host} (ports {', '.join(str(port) for port, _ in mail_detect.CANDIDATES)})"  # the audit's name
     record = services.smtp_test_admit(
         scope=scope, acting_user=request.user, kind=TestKind.DETECT, destination=destination
     )
