@@ -209,7 +209,8 @@ def test_the_language_switch_is_remembered_over_the_browsers_language(client, su
     response = client.post(reverse("set_language"), {"language": "es", "next": url})
 
     assert response.status_code == 302 and response.url == url
-    assert client.cookies[settings.LANGUAGE_COOKIE_NAME].value == "es"
+    cookie = client.cookies[settings.LANGUAGE_COOKIE_NAME]
+    assert cookie.value == "es" and cookie["httponly"] and cookie["samesite"] == "Lax"
     html = client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert '<html lang="es">' in html and "Guardar" in html
     assert 'name="language" value="en" lang="en">English<' in html  # the way back, in its own language
