@@ -139,7 +139,7 @@ class Conversation:
         async with self.recorder.step(StepKind.RESOLVE) as note:
             destination = await vet(self.config)
             note.detail = ", ".join(map(str, destination.addresses))
-        self.recorder.note(f"{destination.host} is {note.detail}")
+        self.recorder.note(_("%(host)s is %(addresses)s") % {"host": destination.host, "addresses": note.detail})
         return destination
 
     async def _connect(self, destination: Destination) -> socket.socket:
@@ -147,7 +147,7 @@ class Conversation:
             sock = await open_socket(destination, self.config.connect_timeout, self.recorder)
             address = sock.getpeername()[0]
             note.detail = _("%(address)s port %(port)s") % {"address": address, "port": destination.port}
-        self.recorder.note(f"connected to {note.detail}")
+        self.recorder.note(_("connected to %(address)s") % {"address": note.detail})
         return sock
 
     async def _greet(self, destination: Destination) -> None:
@@ -202,7 +202,9 @@ class Conversation:
         self.tls = tls_info(self.client)
         if self.tls is None:
             return ""
-        self.recorder.note(f"TLS established: {self.tls.protocol}, {self.tls.cipher}")
+        self.recorder.note(
+            _("TLS established: %(protocol)s, %(cipher)s") % {"protocol": self.tls.protocol, "cipher": self.tls.cipher}
+        )
         names = {"subject": self.tls.subject, "issuer": self.tls.issuer}
         certificate = _("certificate %(subject)s, issued by %(issuer)s") % names
         if self.tls.not_after:
