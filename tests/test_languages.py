@@ -389,7 +389,7 @@ def test_commands_speak_the_language_of_the_shell(installation, monkeypatch, cap
     before = translation.get_language()
     monkeypatch.setenv("LANG", "es_ES.UTF-8")
     call_command("smtp_secrets", "check")
-    assert capsys.readouterr().out.strip() == "0 legibles, 0 ilegibles"
+    assert capsys.readouterr().out.strip() == "legibles: 0; ilegibles: 0"
     monkeypatch.setenv("LANG", "C.UTF-8")
     call_command("smtp_secrets", "check")
     assert capsys.readouterr().out.strip() == "0 readable, 0 unreadable"
