@@ -214,9 +214,21 @@ def _connection_problem(exc: BaseException, stage: StepKind | None) -> SmtpProbl
     return SmtpProblem(Category.CONNECTION_LOST, _("The connection was closed."))
 
 
+# The system's words for the usual connection failures, in the reader's language (os.strerror speaks English here).
+_CONNECT_ERRORS = {
+    errno.ECONNREFUSED: gettext_noop("connection refused"),
+    errno.ECONNRESET: gettext_noop("connection reset by peer"),
+    errno.ENETUNREACH: gettext_noop("network is unreachable"),
+    errno.EHOSTUNREACH: gettext_noop("no route to host"),
+    errno.ETIMEDOUT: gettext_noop("connection timed out"),
+}
+
+
 def connect_error(exc: OSError) -> str:
     if isinstance(exc, TimeoutError):
         return _("no answer")
+    if exc.errno in _CONNECT_ERRORS:
+        return _(_CONNECT_ERRORS[exc.errno])
     return os.strerror(exc.errno).lower() if exc.errno else _("connection failed")
 
 
