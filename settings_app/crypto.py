@@ -9,6 +9,7 @@ from functools import cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+from django.utils.translation import gettext
 
 Destination = tuple[str, int, str, str]  # host, port, transport, username
 
@@ -36,9 +37,9 @@ def unseal(token: str, destination: Destination) -> str:
     try:
         payload = json.loads(fernet().decrypt(token.encode()))
     except (InvalidToken, ValueError) as exc:
-        raise CredentialsUnreadable("The stored password cannot be decrypted.") from exc
+        raise CredentialsUnreadable(gettext("The stored password cannot be decrypted.")) from exc
     if payload.get("destination") != list(destination):
-        raise CredentialsUnreadable("The stored password belongs to another server or user.")
+        raise CredentialsUnreadable(gettext("The stored password belongs to another server or user."))
     return str(payload["password"])
 
 

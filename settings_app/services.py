@@ -1,13 +1,14 @@
 """Writes: every change to settings goes through here, with its audit row."""
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.text import capfirst
+from django.utils.translation import gettext_noop
 from django.views.decorators.debug import sensitive_variables
 
 from settings_app import crypto
@@ -28,8 +29,11 @@ from settings_app.models import (
 )
 from settings_app.selectors import scope_settings, tests_in_the_last_minute
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
 # The audit names the password, never its value.
-CREDENTIAL = "Password"
+CREDENTIAL = gettext_noop("Password")
 # How long a test's outcome still counts for the settings saved after it.
 RECENT_TEST = timedelta(minutes=10)
 # Written by a save together with the form's fields (never the pause, which belongs to the workers).
@@ -52,14 +56,20 @@ def _audit(scope: Scope, acting_user: User, summary: dict[str, str]) -> None:
         SettingsChange.objects.create(changed_by=acting_user, summary=summary, **scope_kwargs(scope))
 
 
+def _msgid(text: "StrOrPromise") -> str:
+    """The English text of a translatable string: the audit keeps it, and pages show it in the reader's language."""
+    with translation.override(None):
+        return str(text)
+
+
 def _label(field: str) -> str:
-    return capfirst(str(SmtpSettings._meta.get_field(field).verbose_name))  # type: ignore[union-attr]
+    return capfirst(_msgid(SmtpSettings._meta.get_field(field).verbose_name))  # type: ignore[union-attr]
 
 
 def _shown(field: str, value: Any) -> str:
     if field == "transport":
-        return Transport(value).label
-    return str(value) if value != "" else "(blank)"
+        return _msgid(Transport(value).label)
+    return str(value) if value != "" else gettext_noop("(blank)")
 
 
 @sensitive_variables("password")
@@ -90,10 +100,10 @@ def smtp_settings_save(
     moved = row.destination != old_destination
     cleared_by_move = False
     if password:
-        summary[CREDENTIAL] = "changed" if row.password_sealed else "set"
+        summary[CREDENTIAL] = gettext_noop("changed") if row.password_sealed else gettext_noop("set")
         _set_password(row, password, acting_user)
     elif row.password_sealed and moved:
-        summary[CREDENTIAL] = "cleared (server or user ID changed)"
+        summary[CREDENTIAL] = gettext_noop("cleared (server or user ID changed)")
         _set_password(row, "", acting_user)
         cleared_by_move = True
     if moved:
@@ -119,7 +129,7 @@ def smtp_settings_clear_password(*, scope: Scope, acting_user: User) -> bool:
     _set_password(row, "", acting_user)
     with transaction.atomic():
         row.save(update_fields=["password_sealed", "password_changed_at", "password_changed_by", "updated_at"])
-        _audit(scope, acting_user, {CREDENTIAL: "cleared"})
+        _audit(scope, acting_user, {CREDENTIAL: gettext_noop("cleared")})
     return True
 
 
@@ -130,7 +140,7 @@ def district_set_mail_source(*, district: District, source: str, acting_user: Us
     district.mail_source = source
     with transaction.atomic():
         district.save(update_fields=["mail_source"])
-        _audit(district, acting_user, {"Mail server": MailSource(source).label})
+        _audit(district, acting_user, {gettext_noop("Mail server"): _msgid(MailSource(source).label)})
 
 
 def installation_update(*, installation: Installation, values: dict[str, Any], acting_user: User) -> None:
@@ -138,8 +148,8 @@ def installation_update(*, installation: Installation, values: dict[str, Any], a
     summary: dict[str, str] = {}
     for field, value in values.items():
         if getattr(installation, field) != value:
-            label = capfirst(str(Installation._meta.get_field(field).verbose_name))  # type: ignore[union-attr]
-            summary[label] = "updated" if field == "ca_bundle" else str(value)
+            label = capfirst(_msgid(Installation._meta.get_field(field).verbose_name))  # type: ignore[union-attr]
+            summary[label] = gettext_noop("updated") if field == "ca_bundle" else str(value)
             setattr(installation, field, value)
     with transaction.atomic():
         installation.save()
