@@ -569,3 +569,14 @@ def test_a_sweep_left_running_by_a_killed_worker_is_replaced_but_a_live_one_is_n
     sweeps.update(started_at=timezone.now() - tasks.SWEEP_DEAD_AFTER - dt.timedelta(seconds=1))
     tasks.ensure_sweep()
     assert sweeps.filter(status=TaskResultStatus.READY).count() == 1
+
+
+def test_back_off_stays_at_its_ceiling_however_long_a_server_keeps_failing(settings):
+    from settings_app.delivery import policy
+
+    settings.DELIVERY_BUSY_BASE, settings.DELIVERY_BUSY_MAX = 30, 1800
+    settings.DELIVERY_RETRY_BASE, settings.DELIVERY_RETRY_MAX = 60, 3600
+    for failures in (1, 47, 1000, 32_767):
+        assert dt.timedelta(seconds=15) <= policy.busy_delay(failures) <= dt.timedelta(seconds=1800)
+        assert dt.timedelta(seconds=30) <= policy.retry_delay(failures) <= dt.timedelta(seconds=3600)
+    assert policy.busy_delay(100) >= dt.timedelta(seconds=900), "past the ceiling it waits the ceiling (jittered)"

@@ -35,7 +35,9 @@ def give_up_after() -> timedelta:
 
 
 def _jittered(base: timedelta, ceiling: timedelta, exponent: int) -> timedelta:
-    delay = min(ceiling, base * 2 ** max(exponent, 0))
+    # The doubling stops well past any ceiling: 2 ** exponent alone overflows a timedelta after ~47 failures in a row
+    # (a server down for a day), and the back-off itself would then fail.
+    delay = min(ceiling, base * 2 ** min(max(exponent, 0), 32))
     return delay * random.uniform(0.5, 1.0)  # noqa: S311 (jitter spreads retries; not a secret)
 
 
