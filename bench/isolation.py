@@ -272,6 +272,8 @@ def main() -> None:
         f"database {connection.vendor}; {args.workers} workers, DELIVERY_CONCURRENCY={settings.DELIVERY_CONCURRENCY}, "
         f"SMTP_CONNECT_TIMEOUT={settings.SMTP_CONNECT_TIMEOUT:g} s; {args.n} notices per configuration"
     )
+    # A run that was itself stopped leaves its scopes behind, pointing at servers that are gone: remove them first.
+    District.objects.filter(name__startswith="Isolation ", slug__startswith="iso-").delete()
     healthy_count = args.configurations - args.silent - args.slow
     broken = BrokenServers()
     port = free_port()

@@ -4,8 +4,12 @@ from datetime import datetime
 
 from django.db.models import Q
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
 from settings_app.models import District, MailSource, Notice, SmtpSettings
+
+# The path of the deliver task (settings_app.tasks.deliver), named rather than imported: tasks imports this module.
+DELIVER_TASK = "settings_app.tasks.deliver"
 
 
 def configurations(now: datetime | None = None) -> list[int]:
@@ -33,3 +37,15 @@ def configurations(now: datetime | None = None) -> list[int]:
         | Q(delivery_state__opening_until__gt=now)
     )
     return list(rows.order_by("id").values_list("id", flat=True))
+
+
+def announced(since: datetime, limit: int) -> list[tuple[int, datetime]]:
+    """(configuration, when) for deliver tasks enqueued since `since` and still waiting in the queue (a staff action
+    just queued notices), oldest first.
+
+    One query on the task table's index of ready tasks: cheap enough for a round to ask every tenth of a second,
+    where configurations() reads the notices.
+    """
+    ready = DBTaskResult.objects.ready().filter(task_path=DELIVER_TASK, enqueued_at__gte=since)
+    found = ready.order_by("enqueued_at").values_list("args_kwargs", "enqueued_at")[:limit]
+    return [(args["args"][0], at) for args, at in found]
