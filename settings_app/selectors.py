@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from settings_app.crypto import CredentialsUnreadable
 from settings_app.delivery import cap
-from settings_app.mail.config import SmtpConfig, Transport
+from settings_app.mail.config import SmtpConfig, TokenSource, Transport
 from settings_app.mail.diagnosis import ADVICE, Advice, Category
 from settings_app.models import (
     CapReservation,
@@ -30,10 +30,18 @@ from settings_app.models import (
     SmtpTestRecord,
     scope_kwargs,
 )
+from settings_app.oauth.tokens import StoredTokens, oauth_app
 
 
 def smtp_config(
-    *, installation: Installation, host: str, port: int, transport: str, username: str = "", password: str = ""
+    *,
+    installation: Installation,
+    host: str,
+    port: int,
+    transport: str,
+    username: str = "",
+    password: str = "",
+    oauth: TokenSource | None = None,
 ) -> SmtpConfig:
     """The frozen connector configuration for these values under the installation's reach policy."""
     return SmtpConfig(
@@ -42,6 +50,7 @@ def smtp_config(
         transport=Transport(transport),
         username=username,
         password=password,
+        oauth=oauth,
         ehlo_name=installation.effective_ehlo_name,
         policy=installation.reach_policy,
         ca_pem=installation.ca_bundle,
@@ -51,14 +60,17 @@ def smtp_config(
 
 
 def stored_smtp_config(row: SmtpSettings, installation: Installation) -> SmtpConfig:
-    """The configuration of a saved row, its password decrypted (raises crypto.CredentialsUnreadable)."""
+    """The configuration of a saved row, its password decrypted or its OAuth sign-in ready to fetch access tokens
+    (raises crypto.CredentialsUnreadable)."""
+    oauth = StoredTokens(oauth_app(row, installation)) if row.uses_oauth else None
     return smtp_config(
         installation=installation,
         host=row.host,
         port=row.port,
         transport=row.transport,
         username=row.username,
-        password=row.password(),
+        password="" if oauth else row.password(),
+        oauth=oauth,
     )
 
 
