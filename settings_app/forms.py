@@ -15,10 +15,12 @@ from django.forms.boundfield import BoundField
 from django.forms.renderers import DjangoTemplates
 from django.http import HttpRequest
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext_lazy
 
 from settings_app.mail.config import Transport
 from settings_app.mail.message import check_sender
 from settings_app.models import HostingMode, Installation, MailSource, SmtpSettings
+from settings_app.oauth.providers import AuthMethod, Flow, Provider
 
 # Control, format, separator, surrogate and unassigned characters: none belongs in a header or a host name.
 _FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
@@ -199,7 +201,7 @@ class MailSourceForm(forms.Form):
 class InstallationForm(forms.ModelForm):
     class Meta:
         model = Installation
-        fields = ["name", "hosting_mode", "ehlo_name", "divert_all_to", "allowed_networks", "ca_bundle"]
+        fields = ["name", "hosting_mode", "ehlo_name", "divert_all_to", "allowed_networks", "ca_bundle", "oauth_issuer"]
         widgets = {
             "allowed_networks": forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
             "ca_bundle": forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
@@ -242,6 +244,104 @@ class InstallationForm(forms.ModelForm):
                 ValidationError(
                     "Private networks and a private CA are for self-hosted installations only.", code="hosted"
                 ),
+            )
+        if cleaned.get("hosting_mode") == HostingMode.HOSTED and cleaned.get("oauth_issuer"):
+            self.add_error(
+                "oauth_issuer",
+                ValidationError(
+                    gettext_lazy("An identity provider of your own is for self-hosted installations only."),
+                    code="hosted",
+                ),
+            )
+        elif cleaned.get("oauth_issuer", "").startswith("http://"):
+            self.add_error("oauth_issuer", ValidationError(gettext_lazy("Enter an https:// address."), code="https"))
+        return cleaned
+
+
+class OAuthSettingsForm(forms.ModelForm):
+    """How the mail account signs in, and the OAuth app registration (the client secret is write-only)."""
+
+    client_secret = forms.CharField(
+        label=gettext_lazy("Client secret"),
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=gettext_lazy(
+            "Leave blank to keep the stored secret. Not needed by Google for installed apps' user consent."
+        ),
+    )
+
+    class Meta:
+        model = SmtpSettings
+        fields = [
+            "auth_method",
+            "oauth_provider",
+            "oauth_flow",
+            "oauth_client_id",
+            "oauth_tenant",
+            "client_secret",
+            "oauth_client_secret_expires",
+        ]
+        widgets = {
+            "auth_method": forms.RadioSelect,
+            "oauth_client_id": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+            "oauth_tenant": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+            "oauth_client_secret_expires": forms.DateInput(attrs={"type": "date"}),
+        }
+        help_texts = {
+            "oauth_provider": gettext_lazy("Where the mail account signs in."),
+            "oauth_flow": gettext_lazy(
+                "Microsoft 365: app-only sign-in (SMTP.SendAsApp) is recommended: no one signs in and it survives "
+                "password resets. Google and your own provider: the account signs in."
+            ),
+            "oauth_client_id": gettext_lazy("The application (client) ID of the app registration."),
+            "oauth_tenant": gettext_lazy(
+                "Microsoft 365 only: the directory (tenant) ID or domain, for example district.org."
+            ),
+            "oauth_client_secret_expires": gettext_lazy("Optional: the page warns you 30 days before it expires."),
+        }
+
+    def __init__(self, *args: Any, installation: Installation, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.installation = installation
+        choices = [(value, label) for value, label in Provider.choices if self._offered(value)]
+        provider = cast(forms.ChoiceField, self.fields["oauth_provider"])
+        provider.choices = [("", gettext_lazy("Choose the identity provider…")), *choices]
+
+    def _offered(self, provider: str) -> bool:
+        return provider != Provider.INSTALLATION or bool(
+            self.installation.oauth_issuer and not self.installation.hosted
+        )
+
+    def clean_oauth_client_id(self) -> str:
+        validate_printable(self.cleaned_data["oauth_client_id"])
+        return self.cleaned_data["oauth_client_id"].strip()
+
+    def clean_oauth_tenant(self) -> str:
+        validate_printable(self.cleaned_data["oauth_tenant"])
+        return self.cleaned_data["oauth_tenant"].strip()
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = self.cleaned_data
+        if cleaned.get("auth_method") != AuthMethod.OAUTH:
+            return cleaned
+        for field in ("oauth_provider", "oauth_client_id"):
+            if not cleaned.get(field) and field not in self.errors:
+                self.add_error(
+                    field, ValidationError(gettext_lazy("Required to sign in with OAuth 2.0."), code="required")
+                )
+        app_only = cleaned.get("oauth_flow") == Flow.APP_ONLY
+        if app_only and cleaned.get("oauth_provider") == Provider.GOOGLE:
+            self.add_error(
+                "oauth_flow",
+                ValidationError(
+                    gettext_lazy("Google has no app-only sign-in for SMTP: choose the account signs in."), code="flow"
+                ),
+            )
+        if app_only and cleaned.get("oauth_provider") == Provider.MICROSOFT and not cleaned.get("oauth_tenant"):
+            self.add_error(
+                "oauth_tenant",
+                ValidationError(gettext_lazy("App-only sign-in needs the tenant ID or domain."), code="tenant"),
             )
         return cleaned
 

@@ -154,6 +154,49 @@ def password_status(row: SmtpSettings | None) -> PasswordStatus:
     return PasswordStatus("set", row.password_changed_at, by)
 
 
+# The page warns this long before the app registration's client secret expires.
+SECRET_WARNING = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class OAuthStatus:
+    """What the page says about the OAuth sign-in of a row (never a token or the secret)."""
+
+    uses_oauth: bool
+    connected: bool
+    app_only: bool
+    account: str = ""
+    connected_at: datetime | None = None
+    connected_by: str = ""
+    has_client_secret: bool = False
+    secret_expires: Any = None
+    secret_expiring: bool = False
+    google: bool = False
+    redirect_url: str = ""
+
+
+def oauth_status(row: SmtpSettings | None) -> OAuthStatus:
+    """Whether the row signs in with OAuth, who connected which account and when, and what needs attention."""
+    redirect_url = str(django_settings.OAUTH_REDIRECT_URL)
+    if row is None:
+        return OAuthStatus(uses_oauth=False, connected=False, app_only=False, redirect_url=redirect_url)
+    expires = row.oauth_client_secret_expires
+    by = row.oauth_connected_by.get_username() if row.oauth_connected_by_id and row.oauth_connected_by else ""
+    return OAuthStatus(
+        uses_oauth=row.uses_oauth,
+        connected=row.oauth_connected,
+        app_only=row.oauth_flow == "app_only",
+        account=row.oauth_account,
+        connected_at=row.oauth_connected_at,
+        connected_by=by,
+        has_client_secret=row.has_client_secret,
+        secret_expires=expires,
+        secret_expiring=bool(expires and expires - timezone.localdate() <= SECRET_WARNING),
+        google=row.oauth_provider == "google",
+        redirect_url=redirect_url,
+    )
+
+
 def settings_history(scope: Scope, limit: int = 10) -> list[dict[str, Any]]:
     """The latest changes: when (`changed_at`), who (`changed_by_name`) and what (`summary`)."""
     changes = SettingsChange.objects.filter(**scope_kwargs(scope))

@@ -12,6 +12,7 @@ empties this process's access-token cache, so a test sees only its own tokens.
 import base64
 import hashlib
 import secrets
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -81,8 +82,6 @@ class IdentityProvider:
         return parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
 
     def http(self) -> httpx2.Client:
-        import ssl
-
         context = ssl.create_default_context(cadata=self.ca_pem)
         return httpx2.Client(verify=context, timeout=5, trust_env=False)
 
@@ -95,8 +94,10 @@ def _identity_provider(smtp_pool: ServerPool) -> Iterator[IdentityProvider]:
 
 
 @pytest.fixture
-def identity_provider(_identity_provider: IdentityProvider) -> IdentityProvider:
-    """The local identity provider with the test app registered afresh and long-lived access tokens."""
+def identity_provider(_identity_provider: IdentityProvider, settings) -> IdentityProvider:
+    """The local identity provider with the test app registered afresh and long-lived access tokens; the server's
+    redirect URL is the one the test app registered."""
+    settings.OAUTH_REDIRECT_URL = REDIRECT_URI
     authority = _identity_provider.authority
     authority.register(CLIENT_ID, CLIENT_SECRET, REDIRECT_URI)
     authority.access_lifetime = 3600
@@ -126,40 +127,50 @@ def xoauth2_server(_xoauth2_server: RunningServer) -> RunningServer:
 
 
 @pytest.fixture
-def oauth_row(consortium, identity_provider: IdentityProvider, xoauth2_server: RunningServer, super_admin):
-    """The consortium's settings: the XOAUTH2 server, signing in through the local identity provider (not connected).
-
-    `oauth_row.connect(account)` runs the authorization-code flow as `account` and stores the refresh token.
-    """
+def make_oauth_row(consortium, identity_provider: IdentityProvider, xoauth2_server: RunningServer, super_admin):
+    """make_oauth_row(scope): settings of `scope` for the XOAUTH2 server, signing in through the local identity
+    provider (not connected yet). `row.connect(account)` runs the authorization-code flow as `account` and stores
+    the refresh token."""
     from settings_app import services
+    from settings_app.models import scope_kwargs
     from tests import factories
 
     consortium.oauth_issuer = identity_provider.url
     consortium.save()
-    row = factories.smtp_settings(
-        installation=consortium,
-        port=xoauth2_server.port,
-        transport="tls",
-        username=MAILBOX,
-        auth_method="oauth",
-        oauth_provider="installation",
-    )
-    values = {f: getattr(row, f) for f in services.OAUTH_FIELDS} | {"oauth_client_id": CLIENT_ID}
-    row = services.smtp_oauth_client_save(
-        scope=consortium, values=values, client_secret=CLIENT_SECRET, acting_user=super_admin
-    )
 
-    def connect(account: str = MAILBOX) -> None:
-        tokens = identity_provider.consent(account)
-        row.refresh_from_db()
-        assert services.smtp_oauth_connect(
-            row_id=row.pk,
-            binding=row.oauth_binding,
-            refresh_token=tokens["refresh_token"],
-            account=account,
-            acting_user=super_admin,
+    def make(scope):
+        row = factories.smtp_settings(
+            **scope_kwargs(scope),  # type: ignore[arg-type]
+            port=xoauth2_server.port,
+            transport="tls",
+            username=MAILBOX,
+            auth_method="oauth",
+            oauth_provider="installation",
         )
-        row.refresh_from_db()
+        values = {f: getattr(row, f) for f in services.OAUTH_FIELDS} | {"oauth_client_id": CLIENT_ID}
+        row = services.smtp_oauth_client_save(
+            scope=scope, values=values, client_secret=CLIENT_SECRET, acting_user=super_admin
+        )
 
-    row.connect = connect  # type: ignore[attr-defined]  # the tests call oauth_row.connect()
-    return row
+        def connect(account: str = MAILBOX) -> None:
+            tokens = identity_provider.consent(account)
+            row.refresh_from_db()
+            assert services.smtp_oauth_connect(
+                row_id=row.pk,
+                binding=row.oauth_binding,
+                refresh_token=tokens["refresh_token"],
+                account=account,
+                acting_user=super_admin,
+            )
+            row.refresh_from_db()
+
+        row.connect = connect  # type: ignore[attr-defined]  # the tests call row.connect()
+        return row
+
+    return make
+
+
+@pytest.fixture
+def oauth_row(consortium, make_oauth_row):
+    """The consortium's settings, signing in with OAuth through the local identity provider (not connected)."""
+    return make_oauth_row(consortium)

@@ -4,7 +4,12 @@ from dataclasses import dataclass
 
 from settings_app.mail.config import Transport
 
-TWO_STEP_CAVEAT = "Turn on 2-Step Verification and create an app password; the account's usual one is refused."
+OAUTH_PROPOSAL = (
+    " Recommended instead of a password: Authentication: Sign in with Microsoft 365 / Google (OAuth 2.0), below."
+)
+TWO_STEP_CAVEAT = (
+    "Turn on 2-Step Verification and create an app password; the account's usual one is refused." + OAUTH_PROPOSAL
+)
 BASIC_AUTH_RETIRING = (
     "Microsoft is retiring basic authentication (user ID and password) for SMTP; check that it is still allowed "
     "for this mailbox."
@@ -48,7 +53,9 @@ PRESETS: tuple[Preset, ...] = (
         "smtp.office365.com",
         587,
         Transport.TLS,
-        "SMTP AUTH must be enabled for the mailbox (and not disabled for the tenant). " + BASIC_AUTH_RETIRING,
+        "SMTP AUTH must be enabled for the mailbox (and not disabled for the tenant). "
+        + BASIC_AUTH_RETIRING
+        + OAUTH_PROPOSAL,
     ),
     Preset(
         "yahoo",
