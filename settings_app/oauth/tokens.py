@@ -112,7 +112,7 @@ class StoredTokens:
         cached = None if fresh else CACHE.get(self._key)
         if cached:
             return cached
-        token = await sync_to_async(fetch_access_token, thread_sensitive=False)(self.app)
+        token = await sync_to_async(fetch_access_token)(self.app)
         access = str(token["access_token"])
         CACHE.put(self._key, access, float(token.get("expires_in") or 3600))
         return access
