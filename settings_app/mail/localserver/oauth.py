@@ -46,7 +46,7 @@ class Client(ClientMixin):
     """A registered app: its secret, redirect URLs and the one scope it may ask for."""
 
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)
     redirect_uris: tuple[str, ...] = ()
     scope: str = SCOPE
 
@@ -107,7 +107,7 @@ class Code(AuthorizationCodeMixin):
 class Grant(TokenMixin):
     """What a refresh token stands for; revoked when used (rotation) or through /revoke."""
 
-    refresh_token: str
+    refresh_token: str = field(repr=False)
     client_id: str
     scope: str
     user: str | None
