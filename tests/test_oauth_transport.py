@@ -189,3 +189,20 @@ def test_moving_the_settings_to_another_server_disconnects_and_no_token_reaches_
     assert oauth_row.oauth_client_secret_sealed == ""
     assert diagnosis.category is Category.OAUTH_NOT_CONNECTED
     assert starttls_server.recorded.sasl_commands == [] and starttls_server.recorded.ehlo_names == []
+
+
+def test_the_smtp_test_command_signs_in_with_oauth_and_prints_no_token(oauth_row, xoauth2_server, capsys):
+    import io
+
+    from django.core.management import call_command
+
+    oauth_row.connect()
+    out = io.StringIO()
+
+    call_command("smtp_test", scope="installation", stdout=out)
+
+    printed = out.getvalue()
+    oauth_row.refresh_from_db()
+    assert "Get access token" in printed and "XOAUTH2" in printed and "The mail server works" in printed
+    assert oauth_row.oauth_refresh_token() not in printed
+    assert xoauth2_server.recorded.logins[-1].accepted
