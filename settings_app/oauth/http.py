@@ -34,9 +34,16 @@ class VettedTransport(httpx2.HTTPTransport):
         destination = asyncio.run(
             reach.vet_https(str(request.url), self.policy, seconds=self.seconds, public_hosts=PUBLIC_PROVIDER_HOSTS)
         )
-        address = destination.endpoints[0].address
-        request.url = request.url.copy_with(host=str(address))
         request.extensions = {**request.extensions, "sni_hostname": destination.host}
+        original = request.url
+        for endpoint in destination.endpoints[:-1]:
+            # Like the SMTP connector: the next vetted address when one refuses (localhost as ::1, then 127.0.0.1).
+            request.url = original.copy_with(host=str(endpoint.address))
+            try:
+                return super().handle_request(request)
+            except httpx2.ConnectError:
+                continue
+        request.url = original.copy_with(host=str(destination.endpoints[-1].address))
         return super().handle_request(request)
 
 
