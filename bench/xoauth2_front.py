@@ -23,8 +23,8 @@ from settings_app.mail.localserver.oauth import (  # noqa: E402
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     LocalAuthorizationServer,
-    oauth_server,
 )
+from settings_app.mail.localserver.oauth_http import oauth_server  # noqa: E402
 
 REFUSED = b"334 eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiQmVhcmVyIn0=\r\n"
 

@@ -325,6 +325,14 @@ class OAuthSettingsForm(forms.ModelForm):
         cleaned = self.cleaned_data
         if cleaned.get("auth_method") != AuthMethod.OAUTH:
             return cleaned
+        if not self.instance.username:
+            self.add_error(
+                "auth_method",
+                ValidationError(
+                    gettext_lazy("Enter the user ID (the mailbox address) in the SMTP settings and save them first."),
+                    code="username",
+                ),
+            )
         for field in ("oauth_provider", "oauth_client_id"):
             if not cleaned.get(field) and field not in self.errors:
                 self.add_error(

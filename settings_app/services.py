@@ -80,10 +80,10 @@ def _shown(field: str, value: Any) -> str:
     choices = dict(SmtpSettings._meta.get_field(field).choices or ())  # type: ignore[union-attr]
     if value in choices:
         return str(choices[value])
-    return str(value) if value != "" else "(blank)"
+    return str(value) if value not in ("", None) else "(blank)"
 
 
-@sensitive_variables("password")
+@sensitive_variables("password", "client_secret")
 @transaction.atomic
 def smtp_settings_save(
     *, scope: Scope, values: dict[str, Any], password: str, acting_user: User
@@ -101,6 +101,7 @@ def smtp_settings_save(
     row = row or SmtpSettings(**scope_kwargs(scope))
     old = {field: getattr(row, field) for field in SETTINGS_FIELDS} if row.pk else {}
     old_destination = row.destination if row.pk else None
+    client_secret = _readable_client_secret(row)
     for field in SETTINGS_FIELDS:
         setattr(row, field, values[field])
     summary = {
@@ -117,10 +118,13 @@ def smtp_settings_save(
         summary[CREDENTIAL] = "cleared (server or user ID changed)"
         _set_password(row, "", acting_user)
         cleared_by_move = True
-    if moved and (row.oauth_refresh_sealed or row.oauth_client_secret_sealed):
-        # OAuth secrets are sealed to the destination too: they never follow the settings elsewhere.
+    if moved and row.oauth_refresh_sealed:
+        # The account's sign-in is sealed to the destination: it never follows the settings elsewhere.
         summary[OAUTH_ACCOUNT] = "disconnected (server or user ID changed)"
-        _forget_oauth(row, client_secret=True)
+        _forget_oauth(row)
+    if moved and client_secret:
+        # The app's secret only ever goes to the identity provider: it stays, sealed to the new destination.
+        row.oauth_client_secret_sealed = crypto.seal(client_secret, row.oauth_binding)
     if moved:
         _carry_recent_test(row, scope, acting_user)
     row.updated_by = acting_user
@@ -129,10 +133,8 @@ def smtp_settings_save(
     return row, cleared_by_move
 
 
-def _forget_oauth(row: SmtpSettings, *, client_secret: bool) -> None:
+def _forget_oauth(row: SmtpSettings) -> None:
     row.oauth_refresh_sealed, row.oauth_account, row.oauth_connected_at, row.oauth_connected_by = "", "", None, None
-    if client_secret:
-        row.oauth_client_secret_sealed = ""
 
 
 @sensitive_variables("client_secret", "secret")
@@ -154,7 +156,7 @@ def smtp_oauth_client_save(
         setattr(row, field, values[field])
     if row.oauth_binding != old_binding and row.oauth_refresh_sealed:
         summary[OAUTH_ACCOUNT] = "disconnected (app registration changed)"
-        _forget_oauth(row, client_secret=False)
+        _forget_oauth(row)
     secret = client_secret or (secret if row.oauth_binding == old_binding else "")
     if client_secret:
         summary[CLIENT_SECRET] = "changed" if row.oauth_client_secret_sealed else "set"
@@ -168,6 +170,8 @@ def smtp_oauth_client_save(
 
 
 def _readable_client_secret(row: SmtpSettings) -> str:
+    if not row.oauth_client_secret_sealed:
+        return ""
     try:
         return row.oauth_client_secret()
     except crypto.CredentialsUnreadable:
@@ -203,7 +207,7 @@ def smtp_oauth_disconnect(*, scope: Scope, acting_user: User) -> bool:
         if row is None or not row.oauth_refresh_sealed:
             return False
         account = row.oauth_account
-        _forget_oauth(row, client_secret=False)
+        _forget_oauth(row)
         row.save(update_fields=[*OAUTH_SECRETS, "updated_at"])
         _audit(scope, acting_user, {OAUTH_ACCOUNT: f"disconnected: {account}"})
     return True

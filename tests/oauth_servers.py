@@ -22,7 +22,8 @@ import httpx2
 import pytest
 
 from settings_app.mail.localserver import OAuthHandler, ServerMode
-from settings_app.mail.localserver.oauth import LocalAuthorizationServer, RunningAuthority, oauth_server
+from settings_app.mail.localserver.oauth import LocalAuthorizationServer
+from settings_app.mail.localserver.oauth_http import RunningAuthority, oauth_server
 from settings_app.oauth.tokens import CACHE
 from tests.smtp_servers import RunningServer, ServerPool
 

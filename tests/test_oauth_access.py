@@ -41,7 +41,11 @@ def oauth_world(installation, north, south, super_admin, north_admin, south_admi
     for scope in (installation, north, south):
         kind = "installation" if scope is installation else "district"
         row = factories.smtp_settings(
-            **{kind: scope}, auth_method="oauth", oauth_provider="installation", oauth_client_id="app"
+            **{kind: scope},
+            username="reports@example.org",
+            auth_method="oauth",
+            oauth_provider="installation",
+            oauth_client_id="app",
         )
         row.oauth_refresh_sealed = crypto.seal("refresh-token-of-" + kind, row.oauth_binding)
         row.oauth_account = "reports@example.org"

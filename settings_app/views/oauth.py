@@ -45,7 +45,7 @@ def oauth_settings(request: AuthenticatedRequest, slug: str | None = None) -> Ht
         return redirect(_back(scope))
     form = OAuthSettingsForm(request.POST, instance=row, installation=installation_of(scope), prefix="oauth")
     if not form.is_valid():
-        return page(request, scope, oauth_form=form, status=400)
+        return page(request, scope, oauth_form=form)
     values = {field: form.cleaned_data[field] for field in services.OAUTH_FIELDS}
     services.smtp_oauth_client_save(
         scope=scope, values=values, client_secret=form.cleaned_data["client_secret"], acting_user=request.user

@@ -22,7 +22,8 @@ from settings_app.mail.localserver import (
     demo_key_pair,
     smtp_server,
 )
-from settings_app.mail.localserver.oauth import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, RunningAuthority, oauth_server
+from settings_app.mail.localserver.oauth import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from settings_app.mail.localserver.oauth_http import RunningAuthority, oauth_server
 
 
 class Command(BaseCommand):
