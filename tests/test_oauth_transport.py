@@ -204,3 +204,28 @@ def test_the_smtp_test_command_signs_in_with_oauth_and_prints_no_token(oauth_row
     assert "Get access token" in printed and "XOAUTH2" in printed and "The mail server works" in printed
     assert oauth_row.oauth_refresh_token() not in printed
     assert xoauth2_server.recorded.logins[-1].accepted
+
+
+def test_test_email_signs_in_with_xoauth2_and_the_message_arrives_as_the_connected_account(
+    client, oauth_row, xoauth2_server, super_admin
+):
+    from django.urls import reverse
+
+    oauth_row.connect()
+    client.force_login(super_admin)
+    data = {
+        "smtp-host": oauth_row.host,
+        "smtp-port": str(oauth_row.port),
+        "smtp-transport": oauth_row.transport,
+        "smtp-username": oauth_row.username,
+        "smtp-from_name": "North Library",
+        "smtp-from_email": MAILBOX,
+        "smtp-max_per_hour": "500",
+        "test-send_to": "patron@example.org",
+    }
+
+    html = client.post(reverse("installation_test_email"), data, HTTP_X_REQUESTED_WITH="fetch").content.decode()
+
+    assert "Get access token" in html and "XOAUTH2" in html
+    received = xoauth2_server.recorded.messages[-1]
+    assert (received.login, received.rcpt_tos, received.tls) == (MAILBOX, ("patron@example.org",), True)

@@ -35,11 +35,10 @@ class TokenUnavailable(Exception):
     """No access token could be had; `error` is the provider's OAuth error code (invalid_grant, ...) or one of ours
     (not_connected, unreachable), `description` says what happened in plain language (never a secret)."""
 
-    def __init__(self, error: str, description: str = "", *, status: int | None = None) -> None:
+    def __init__(self, error: str, description: str = "") -> None:
         super().__init__(error, description)
         self.error = error
         self.description = description
-        self.status = status
 
 
 class TokenSource(Protocol):
