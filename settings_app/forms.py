@@ -21,6 +21,7 @@ from settings_app.mail.config import Transport
 from settings_app.mail.message import check_sender
 from settings_app.models import HostingMode, Installation, MailSource, SmtpSettings
 from settings_app.oauth.providers import AuthMethod, Flow, Provider
+from settings_app.oauth.tokens import service_account_key
 
 # Control, format, separator, surrogate and unassigned characters: none belongs in a header or a host name.
 _FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
@@ -292,7 +293,8 @@ class OAuthSettingsForm(forms.ModelForm):
             "oauth_provider": gettext_lazy("Where the mail account signs in."),
             "oauth_flow": gettext_lazy(
                 "Microsoft 365: app-only sign-in (SMTP.SendAsApp) is recommended: no one signs in and it survives "
-                "password resets. Google and your own provider: the account signs in."
+                "password resets. Google Workspace: the account signs in, or a service account with domain-wide "
+                "delegation acts for the mailbox."
             ),
             "oauth_client_id": gettext_lazy("The application (client) ID of the app registration."),
             "oauth_tenant": gettext_lazy(
@@ -333,6 +335,8 @@ class OAuthSettingsForm(forms.ModelForm):
                     code="username",
                 ),
             )
+        if cleaned.get("oauth_flow") == Flow.SERVICE_ACCOUNT:
+            self._clean_service_account(cleaned)
         for field in ("oauth_provider", "oauth_client_id"):
             if not cleaned.get(field) and field not in self.errors:
                 self.add_error(
@@ -352,6 +356,29 @@ class OAuthSettingsForm(forms.ModelForm):
                 ValidationError(gettext_lazy("App-only sign-in needs the tenant ID or domain."), code="tenant"),
             )
         return cleaned
+
+    def _clean_service_account(self, cleaned: dict[str, Any]) -> None:
+        """A Google service account: its JSON key goes in the client secret field and names the client ID."""
+        if cleaned.get("oauth_provider") == Provider.MICROSOFT:
+            self.add_error(
+                "oauth_flow",
+                ValidationError(gettext_lazy("Service accounts are Google Workspace's."), code="flow"),
+            )
+            return
+        if not cleaned.get("client_secret"):
+            if not self.instance.has_client_secret:
+                self.add_error(
+                    "client_secret",
+                    ValidationError(gettext_lazy("Paste the service account's JSON key."), code="required"),
+                )
+            return
+        try:
+            key = service_account_key(cleaned["client_secret"])
+        except ValueError as exc:
+            self.add_error("client_secret", ValidationError(str(exc), code="service_account"))
+            return
+        cleaned["oauth_client_id"] = key["client_email"]
+        self.errors.pop("oauth_client_id", None)
 
 
 class TestEmailForm(forms.Form):

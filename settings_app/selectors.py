@@ -30,6 +30,7 @@ from settings_app.models import (
     SmtpTestRecord,
     scope_kwargs,
 )
+from settings_app.oauth.providers import Flow
 from settings_app.oauth.tokens import StoredTokens, oauth_app
 
 
@@ -164,7 +165,7 @@ class OAuthStatus:
 
     uses_oauth: bool
     connected: bool
-    app_only: bool
+    connects_account: bool  # a person signs in (Connect account); app-only and service accounts need no one
     account: str = ""
     connected_at: datetime | None = None
     connected_by: str = ""
@@ -179,13 +180,13 @@ def oauth_status(row: SmtpSettings | None) -> OAuthStatus:
     """Whether the row signs in with OAuth, who connected which account and when, and what needs attention."""
     redirect_url = str(django_settings.OAUTH_REDIRECT_URL)
     if row is None:
-        return OAuthStatus(uses_oauth=False, connected=False, app_only=False, redirect_url=redirect_url)
+        return OAuthStatus(uses_oauth=False, connected=False, connects_account=True, redirect_url=redirect_url)
     expires = row.oauth_client_secret_expires
     by = row.oauth_connected_by.get_username() if row.oauth_connected_by_id and row.oauth_connected_by else ""
     return OAuthStatus(
         uses_oauth=row.uses_oauth,
         connected=row.oauth_connected,
-        app_only=row.oauth_flow == "app_only",
+        connects_account=Flow(row.oauth_flow).connects_account,
         account=row.oauth_account,
         connected_at=row.oauth_connected_at,
         connected_by=by,

@@ -123,3 +123,21 @@ def test_changing_the_app_registration_disconnects_the_account(client, row, supe
     assert (row.oauth_refresh_sealed, row.oauth_account) == ("", "")
     audit = SettingsChange.objects.filter(installation=row.installation).first()
     assert audit.summary["OAuth account"] == "disconnected (app registration changed)"
+
+
+def test_a_service_account_key_names_the_client_id_and_anything_else_is_refused(row, installation):
+    import json
+
+    from joserfc.jwk import RSAKey
+
+    pem = RSAKey.generate_key(2048, private=True).as_pem(private=True).decode()
+    key = {"type": "service_account", "client_email": "mailer@p.iam.gserviceaccount.com", "private_key": pem}
+    form = _form(
+        row, installation, oauth_provider="google", oauth_flow="service_account", client_secret=json.dumps(key)
+    )
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["oauth_client_id"] == "mailer@p.iam.gserviceaccount.com"
+    not_a_key = _form(row, installation, oauth_provider="google", oauth_flow="service_account", client_secret="{}")
+    assert not_a_key.has_error("client_secret", "service_account")
+    microsoft = _form(row, installation, oauth_flow="service_account", client_secret=json.dumps(key))
+    assert microsoft.has_error("oauth_flow", "flow")

@@ -229,3 +229,27 @@ def test_test_email_signs_in_with_xoauth2_and_the_message_arrives_as_the_connect
     assert "Get access token" in html and "XOAUTH2" in html
     received = xoauth2_server.recorded.messages[-1]
     assert (received.login, received.rcpt_tos, received.tls) == (MAILBOX, ("patron@example.org",), True)
+
+
+def test_a_google_service_account_acts_for_the_mailbox_with_a_signed_assertion(
+    oauth_row, identity_provider, super_admin, xoauth2_server
+):
+    import json
+
+    from authlib.oauth2.rfc7523 import JWTBearerGrant
+
+    from settings_app import services
+
+    key = identity_provider.authority.register_service_account("mailer@district.iam.gserviceaccount.com")
+    values = {f: getattr(oauth_row, f) for f in services.OAUTH_FIELDS}
+    values |= {"oauth_flow": "service_account", "oauth_client_id": key["client_email"]}
+    services.smtp_oauth_client_save(
+        scope=oauth_row.installation, values=values, client_secret=json.dumps(key), acting_user=super_admin
+    )
+
+    diagnosis = _test_server(oauth_row)
+
+    assert diagnosis.ok, diagnosis.detail
+    assert identity_provider.authority.ledger.requests == {JWTBearerGrant.GRANT_TYPE: 1}
+    assert [(a.login, a.accepted) for a in xoauth2_server.recorded.logins] == [(MAILBOX, True)]
+    assert key["private_key"] not in repr(diagnosis)

@@ -39,7 +39,7 @@ class SmtpSettings(models.Model):
     # OAuth 2.0: the app registration, and the account connected through it (its refresh token sealed to the
     # destination and the app registration, like the password).
     oauth_provider = models.CharField("Identity provider", max_length=20, choices=Provider, blank=True)
-    oauth_flow = models.CharField("Sign-in", max_length=10, choices=Flow, default=Flow.DELEGATED)
+    oauth_flow = models.CharField("Sign-in", max_length=20, choices=Flow, default=Flow.DELEGATED)
     oauth_client_id = models.CharField("Client ID", max_length=200, blank=True)
     oauth_tenant = models.CharField("Tenant", max_length=100, blank=True)
     oauth_client_secret_sealed = models.TextField(blank=True, editable=False)
@@ -122,7 +122,9 @@ class SmtpSettings(models.Model):
 
     @property
     def oauth_connected(self) -> bool:
-        return bool(self.oauth_refresh_sealed) or (self.oauth_flow == Flow.APP_ONLY and self.has_client_secret)
+        if Flow(self.oauth_flow).connects_account:
+            return bool(self.oauth_refresh_sealed)
+        return self.has_client_secret
 
     @property
     def has_client_secret(self) -> bool:

@@ -26,6 +26,12 @@ class Provider(models.TextChoices):
 class Flow(models.TextChoices):
     DELEGATED = "delegated", _("The mail account signs in (authorization code)")
     APP_ONLY = "app_only", _("App-only, no one signs in (client credentials; Microsoft 365)")
+    SERVICE_ACCOUNT = "service_account", _("Service account with domain-wide delegation (Google Workspace)")
+
+    @property
+    def connects_account(self) -> bool:
+        """Whether a person signs in (Connect account); the other flows need only the app's credentials."""
+        return self is Flow.DELEGATED
 
 
 @dataclass(frozen=True, slots=True)

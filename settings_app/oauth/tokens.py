@@ -7,25 +7,29 @@ once take turns, and the second uses what the first saved. Access tokens never l
 """
 
 import hashlib
+import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
 from asgiref.sync import sync_to_async
 from authlib.integrations.base_client import OAuthError
-from authlib.integrations.httpx_client import OAuth2Client
+from authlib.integrations.httpx_client import AssertionClient, OAuth2Client
 from django.conf import settings
 from django.db import transaction
 from django.views.decorators.debug import sensitive_variables
+from joserfc.errors import JoseError
+from joserfc.jwk import RSAKey
 
 from settings_app import crypto
 from settings_app.mail.config import ReachPolicy, TokenUnavailable
 from settings_app.mail.reach import DestinationRefused, ReachError
 from settings_app.models import Installation, SmtpSettings
-from settings_app.oauth.http import oauth_client
+from settings_app.oauth.http import VettedTransport, oauth_client
 from settings_app.oauth.providers import Endpoints, Flow, endpoints
 
 # A cached access token is dropped this long before it expires (at most a tenth of its lifetime).
@@ -42,6 +46,7 @@ class OAuthApp:
     client_id: str
     client_secret: str = field(repr=False)
     binding: crypto.Binding
+    account: str  # the mailbox: a service account acts for it
     generation: str  # changes whenever the account is connected again, so no older token is reused
     connected: bool
     policy: ReachPolicy
@@ -60,6 +65,7 @@ def oauth_app(row: SmtpSettings, installation: Installation) -> OAuthApp:
         client_id=row.oauth_client_id,
         client_secret=row.oauth_client_secret(),
         binding=row.oauth_binding,
+        account=row.username,
         generation=row.oauth_connected_at.isoformat() if row.oauth_connected_at else "",
         connected=row.oauth_connected,
         policy=installation.reach_policy,
@@ -127,7 +133,50 @@ def fetch_access_token(app: OAuthApp) -> dict[str, Any]:
         return call_token_endpoint(
             app, lambda client: client.fetch_token(app.endpoints.token_url, grant_type="client_credentials")
         )
+    if app.flow == Flow.SERVICE_ACCOUNT:
+        return _service_account_token(app)
     return _refresh(app)
+
+
+@sensitive_variables("key")
+def _service_account_token(app: OAuthApp) -> dict[str, Any]:
+    """Google's domain-wide delegation: an assertion signed with the service account's key names the mailbox."""
+    try:
+        key = service_account_key(app.client_secret)
+    except ValueError as exc:
+        raise TokenUnavailable("not_connected", str(exc)) from exc
+    client = AssertionClient(
+        token_endpoint=app.endpoints.token_url,
+        issuer=key["client_email"],
+        subject=app.account,
+        audience=app.endpoints.token_url,
+        scope=app.endpoints.scope,
+        key=RSAKey.import_key(key["private_key"]),
+        header={"alg": "RS256", "kid": key.get("private_key_id", "")},
+        transport=VettedTransport(policy=app.policy, ca_pem=app.ca_pem, seconds=app.seconds),
+        timeout=app.seconds,
+        follow_redirects=False,
+        trust_env=False,
+    )
+    with _token_errors(app), client:
+        return _checked(client.refresh_token())
+
+
+def service_account_key(text: str) -> dict[str, str]:
+    """The fields of a service account's JSON key that signing needs (raises ValueError when it is not one)."""
+    try:
+        key = json.loads(text)
+    except ValueError as exc:
+        raise ValueError("The service account key is not JSON: paste the whole downloaded key file.") from exc
+    if not isinstance(key, dict) or key.get("type") != "service_account":
+        raise ValueError("This is not a service account key (its type must be service_account).")
+    if not all(isinstance(key.get(name), str) and key[name] for name in ("client_email", "private_key")):
+        raise ValueError("The service account key lacks its client_email or private_key.")
+    try:
+        RSAKey.import_key(key["private_key"])
+    except (JoseError, ValueError) as exc:
+        raise ValueError("The service account key's private_key is not an RSA private key.") from exc
+    return key
 
 
 @sensitive_variables("refresh_token", "rotated")
@@ -160,9 +209,15 @@ def call_token_endpoint(app: OAuthApp, call: Callable[[OAuth2Client], dict[str, 
         client_secret=app.client_secret,
         scope=app.endpoints.scope,
     )
+    with _token_errors(app), client:
+        return _checked(call(client))
+
+
+@contextmanager
+def _token_errors(app: OAuthApp) -> Iterator[None]:
+    """Every way a token request can fail, as TokenUnavailable with the provider's code or one of ours."""
     try:
-        with client:
-            token = call(client)
+        yield
     except OAuthError as exc:
         said = f": {str(exc.description)[:300]}" if exc.description else ""
         raise TokenUnavailable(str(exc.error), f"The identity provider answered {exc.error}{said}") from exc
@@ -177,6 +232,9 @@ def call_token_endpoint(app: OAuthApp, call: Callable[[OAuth2Client], dict[str, 
         raise TokenUnavailable("unreachable", f"The identity provider could not be reached: {exc}") from exc
     except ValueError as exc:  # an answer that is not JSON (an error page, a proxy)
         raise TokenUnavailable("unreachable", "The identity provider's answer was not a token.") from exc
+
+
+def _checked(token: Any) -> dict[str, Any]:
     if not token.get("access_token"):
         raise TokenUnavailable("unreachable", "The identity provider's answer held no access token.")
     return dict(token)

@@ -1,7 +1,8 @@
 """An OAuth 2.0 authorization server for the demo and the tests, built from Authlib's server side (its HTTPS front,
 on 127.0.0.1, is oauth_http.py).
 
-Authorization code with PKCE S256 required, refresh tokens with rotation, client credentials, RFC 7009 revocation.
+Authorization code with PKCE S256 required, refresh tokens with rotation, client credentials, service accounts'
+JWT assertions (RFC 7523), RFC 7009 revocation.
 Access tokens are JWTs signed with a key made at start; `accepts()` is how a local SMTP server checks one
 (signature, expiry, not revoked) before it accepts AUTH XOAUTH2.
 """
@@ -23,11 +24,12 @@ from authlib.oauth2.rfc6749 import (
 )
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerGrant
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, KeySet
+from joserfc.jwk import ECKey, KeySet, RSAKey
 
 DEMO_CLIENT_ID = "destiny-mail-demo"
 DEMO_CLIENT_SECRET = "demo-client-secret"  # noqa: S105 - the demo identity provider's published app registration
@@ -43,6 +45,8 @@ class Client(ClientMixin):
     client_secret: str = field(repr=False)
     redirect_uris: tuple[str, ...] = ()
     scope: str = SCOPE
+    # A service account signs its own assertions (RFC 7523) with the private key of this public one.
+    public_key: RSAKey | None = field(default=None, repr=False)
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -66,6 +70,8 @@ class Client(ClientMixin):
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
+        if self.public_key is not None:
+            return grant_type == JWTBearerGrant.GRANT_TYPE
         return grant_type in ("authorization_code", "refresh_token", "client_credentials")
 
 
@@ -186,6 +192,7 @@ class LocalAuthorizationServer(AuthorizationServer):
         self.register_grant(_AuthorizationCode, [CodeChallenge(required=True)])
         self.register_grant(_RefreshToken)
         self.register_grant(_ClientCredentials)
+        self.register_grant(_ServiceAccount)
         self.register_endpoint(_Revocation)
 
     def query_client(self, client_id: str) -> Client | None:
@@ -218,6 +225,19 @@ class LocalAuthorizationServer(AuthorizationServer):
         client = Client(client_id, client_secret, tuple(redirect_uris))
         self.clients[client_id] = client
         return client
+
+    def register_service_account(self, client_email: str) -> dict[str, str]:
+        """A service account with domain-wide delegation: its JSON key, as Google Cloud would hand it out."""
+        key = RSAKey.generate_key(2048, private=True)
+        self.clients[client_email] = Client(client_email, "", public_key=RSAKey.import_key(key.as_dict(private=False)))
+        return {
+            "type": "service_account",
+            "client_email": client_email,
+            "client_id": client_email,
+            "private_key_id": key.thumbprint(),
+            "private_key": key.as_pem(private=True).decode(),
+            "token_uri": f"{self.issuer}/token",
+        }
 
     def accepts(self, access_token: str, account: str) -> bool:
         """Whether `access_token` was issued here, is unexpired and unrevoked, and may send as `account`: issued to
@@ -301,6 +321,28 @@ class _RefreshToken(grants.RefreshTokenGrant):
 
 class _ClientCredentials(grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+
+class _ServiceAccount(JWTBearerGrant):
+    """A service account's signed assertion, naming the mailbox it acts for (Google's domain-wide delegation)."""
+
+    server: LocalAuthorizationServer
+
+    def resolve_issuer_client(self, issuer: str) -> Client | None:
+        client = self.server.clients.get(issuer)
+        return client if client and client.public_key is not None else None
+
+    def resolve_client_public_key(self, client: Client) -> RSAKey | None:
+        return client.public_key
+
+    def authenticate_user(self, subject: str) -> Account:
+        return Account(subject)
+
+    def has_granted_permission(self, client: Client, user: Account) -> bool:
+        return True
+
+    def get_audiences(self) -> list[str]:
+        return [f"{self.server.issuer}/token"]
 
 
 class _Revocation(RevocationEndpoint):
