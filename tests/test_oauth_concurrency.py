@@ -12,6 +12,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def test_two_workers_refreshing_at_once_both_get_a_token_and_the_last_rotation_is_kept(oauth_row, identity_provider):
+    earlier = set(identity_provider.authority.ledger.grants)  # the provider is shared by the whole session
     oauth_row.connect()
     app = oauth_app(oauth_row, oauth_row.installation)
     start, results, errors = threading.Barrier(4), [], []
@@ -34,6 +35,6 @@ def test_two_workers_refreshing_at_once_both_get_a_token_and_the_last_rotation_i
     assert errors == [] and len(results) == 4
     oauth_row.refresh_from_db()
     grants = identity_provider.authority.ledger.grants
-    live = [token for token, grant in grants.items() if not grant.revoked]
+    live = [token for token, grant in grants.items() if not grant.revoked and token not in earlier]
     assert live == [oauth_row.oauth_refresh_token()]  # the one stored is the one the provider still honours
     assert identity_provider.authority.ledger.requests["refresh_token"] == 4

@@ -189,13 +189,17 @@ def test_a_denied_consent_is_refused_with_the_providers_error(client, super_admi
     assert _stored(oauth_row) == ""
 
 
-def test_disconnect_forgets_the_account_and_writes_an_audit_row(client, super_admin, oauth_row):
+def test_disconnect_forgets_the_account_revokes_it_at_the_provider_and_writes_an_audit_row(
+    client, super_admin, oauth_row, identity_provider
+):
     oauth_row.connect()
+    refresh = oauth_row.oauth_refresh_token()
     client.force_login(super_admin)
 
     answer = client.post(reverse("installation_oauth_disconnect"))
 
     assert answer.status_code == 302
+    assert identity_provider.authority.ledger.grants[refresh].revoked
     oauth_row.refresh_from_db()
     assert (oauth_row.oauth_refresh_sealed, oauth_row.oauth_account, oauth_row.oauth_connected_at) == ("", "", None)
     audit = SettingsChange.objects.filter(installation=oauth_row.installation).first()

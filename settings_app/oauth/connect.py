@@ -15,6 +15,10 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
 from django.views.decorators.debug import sensitive_variables
 
+from settings_app import crypto
+from settings_app.mail.config import TokenUnavailable
+from settings_app.models import Installation, SmtpSettings
+from settings_app.oauth import tokens
 from settings_app.oauth.http import oauth_client
 from settings_app.oauth.providers import PUBLIC_PROVIDER_HOSTS
 from settings_app.oauth.tokens import OAuthApp, call_token_endpoint
@@ -122,3 +126,24 @@ def exchange(app: OAuthApp, *, code: str, pending: Pending) -> dict[str, Any]:
             code_verifier=pending.verifier,
         ),
     )
+
+
+@sensitive_variables("refresh_token")
+def stored_sign_in(row: SmtpSettings, installation: Installation) -> tuple[OAuthApp, str] | None:
+    """The app and refresh token of a connected account, read before Disconnect forgets them (None if unreadable)."""
+    if not row.oauth_refresh_sealed:
+        return None
+    try:
+        return tokens.oauth_app(row, installation), row.oauth_refresh_token()
+    except crypto.CredentialsUnreadable:
+        return None
+
+
+@sensitive_variables("refresh_token")
+def revoke_at_provider(app: OAuthApp, refresh_token: str) -> str:
+    """Revoke a forgotten sign-in at the provider too; what went wrong, or "" (also when it cannot revoke)."""
+    try:
+        tokens.revoke(app, refresh_token)
+    except TokenUnavailable as exc:
+        return exc.description or exc.error
+    return ""

@@ -55,6 +55,7 @@ def oauth_client(
         client_id=client_id,
         client_secret=client_secret,
         token_endpoint_auth_method="client_secret_post",  # noqa: S106 - a method name, accepted by every provider
+        revocation_endpoint_auth_method="client_secret_post",
         transport=VettedTransport(policy=policy, ca_pem=ca_pem, seconds=seconds),
         timeout=seconds,
         follow_redirects=False,

@@ -43,6 +43,8 @@ class Endpoints:
     scope: str
     # Extra parameters of the authorization request (Google only returns a refresh token when asked offline).
     extra: tuple[tuple[str, str], ...] = ()
+    # Where Disconnect revokes the refresh token (RFC 7009); Microsoft offers no such endpoint.
+    revoke_url: str = ""
 
 
 def endpoints(*, provider: str, flow: str, tenant: str, issuer: str) -> Endpoints:
@@ -61,6 +63,7 @@ def endpoints(*, provider: str, flow: str, tenant: str, issuer: str) -> Endpoint
             f"https://{GOOGLE_TOKENS}/token",
             "https://mail.google.com/",
             extra=(("access_type", "offline"), ("prompt", "consent")),
+            revoke_url=f"https://{GOOGLE_TOKENS}/revoke",
         )
     base = issuer.rstrip("/")
-    return Endpoints(f"{base}/authorize", f"{base}/token", "smtp")
+    return Endpoints(f"{base}/authorize", f"{base}/token", "smtp", revoke_url=f"{base}/revoke")

@@ -32,6 +32,7 @@ from settings_app.models import Installation, SmtpSettings
 from settings_app.oauth.http import VettedTransport, oauth_client
 from settings_app.oauth.providers import Endpoints, Flow, endpoints
 
+REFRESH_HINT = "refresh_token"  # noqa: S105 - RFC 7009's name for the kind of token revoked
 # A cached access token is dropped this long before it expires (at most a tenth of its lifetime).
 EXPIRY_MARGIN = 60.0
 
@@ -211,6 +212,24 @@ def call_token_endpoint(app: OAuthApp, call: Callable[[OAuth2Client], dict[str, 
     )
     with _token_errors(app), client:
         return _checked(call(client))
+
+
+@sensitive_variables("refresh_token")
+def revoke(app: OAuthApp, refresh_token: str) -> None:
+    """Revoke a refresh token at the provider (RFC 7009), when it has a revocation endpoint; raises TokenUnavailable."""
+    if not app.endpoints.revoke_url:
+        return
+    client = oauth_client(
+        policy=app.policy,
+        ca_pem=app.ca_pem,
+        seconds=app.seconds,
+        client_id=app.client_id,
+        client_secret=app.client_secret,
+    )
+    with _token_errors(app), client:
+        answer = client.revoke_token(app.endpoints.revoke_url, token=refresh_token, token_type_hint=REFRESH_HINT)
+    if answer.status_code != 200:  # RFC 7009 2.2: 200 whether or not the token was still valid
+        raise TokenUnavailable("unreachable", f"The identity provider answered HTTP {answer.status_code}.")
 
 
 @contextmanager

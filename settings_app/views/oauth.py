@@ -136,6 +136,12 @@ def _refused(request: AuthenticatedRequest, reason: str) -> HttpResponse:
 def oauth_disconnect(request: AuthenticatedRequest, slug: str | None = None) -> HttpResponse:
     """Forget the connected account (its refresh token); delivery stops signing in until it is connected again."""
     scope = scope_for(request, slug)
-    if services.smtp_oauth_disconnect(scope=scope, acting_user=request.user):
-        messages.success(request, _("The account was disconnected."))
+    row = selectors.scope_settings(scope)
+    sign_in = connect.stored_sign_in(row, installation_of(scope)) if row else None
+    if not services.smtp_oauth_disconnect(scope=scope, acting_user=request.user):
+        return redirect(_back(scope))
+    messages.success(request, _("The account was disconnected."))
+    problem = connect.revoke_at_provider(*sign_in) if sign_in else None
+    if problem:
+        messages.warning(request, _("The provider could not revoke the sign-in: %(problem)s") % {"problem": problem})
     return redirect(_back(scope))
