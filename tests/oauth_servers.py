@@ -31,6 +31,15 @@ CLIENT_ID = "destiny-mail-tests"
 CLIENT_SECRET = "s3cret-of-the-app-registration"  # noqa: S105 - the test app registration
 MAILBOX = "reports@north.example.org"
 REDIRECT_URI = "http://testserver/oauth/callback/"
+CALLBACK = "/oauth/callback/"
+
+
+def start_connect(client, url: str = "/setup/installation/options/oauth/connect/", **extra: str):
+    """Press Connect account with Django's test client: the provider URL it redirects to, and that URL's query."""
+    answer = client.post(url, extra)
+    assert answer.status_code == 302, answer.content
+    location = answer["Location"]
+    return location, {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
 @dataclass

@@ -12,9 +12,8 @@ from settings_app.mail import transport
 from settings_app.models import SettingsChange, SmtpSettings
 from settings_app.oauth.tokens import CACHE
 from tests import factories
-from tests.oauth_servers import CLIENT_SECRET, MAILBOX
+from tests.oauth_servers import CALLBACK, CLIENT_SECRET, MAILBOX, start_connect
 from tests.test_access import ALLOWED, SCOPES
-from tests.test_oauth_connect import CALLBACK, _start
 
 ISSUER = "https://idp.example.org"
 PROVIDER_LOGGERS = ("authlib.oauth2.rfc6749", "authlib.oauth2.rfc7009", "authlib.oauth2.rfc7636")
@@ -112,7 +111,7 @@ def test_no_log_line_page_or_diagnosis_carries_any_form_of_an_oauth_secret(
 ):
     caplog.set_level(logging.DEBUG)
     client.force_login(super_admin)
-    _, query = _start(client)
+    _, query = start_connect(client)
     code = identity_provider.approve(query, MAILBOX)
     client.get(CALLBACK, {"code": code, "state": query["state"]})
     oauth_row.refresh_from_db()

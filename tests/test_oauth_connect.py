@@ -2,25 +2,15 @@
 callback, and every way a callback can be forged, replayed, late or foreign (refused, nothing stored)."""
 
 import time
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.urls import reverse
 
 from settings_app.models import Role, SettingsChange
 from settings_app.oauth import connect
-from tests.oauth_servers import CLIENT_ID, MAILBOX, REDIRECT_URI
+from tests.oauth_servers import CALLBACK, CLIENT_ID, MAILBOX, REDIRECT_URI, start_connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
-CONNECT = reverse("installation_oauth_connect")
-CALLBACK = reverse("oauth_callback")
-
-
-def _start(client, url=CONNECT, **extra):
-    answer = client.post(url, extra)
-    assert answer.status_code == 302, answer.content
-    location = answer["Location"]
-    return location, {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
 def _stored(row):
@@ -33,7 +23,7 @@ def test_connect_account_sends_the_administrator_to_the_provider_with_pkce_and_t
 ):
     client.force_login(super_admin)
 
-    location, query = _start(client, redirect_uri="https://attacker.example.net/steal")
+    location, query = start_connect(client, redirect_uri="https://attacker.example.net/steal")
 
     assert location.startswith(f"{identity_provider.url}/authorize?")
     assert query["redirect_uri"] == REDIRECT_URI
@@ -47,7 +37,7 @@ def test_the_whole_connect_flow_stores_the_sealed_refresh_token_and_says_who_con
     client, super_admin, oauth_row, identity_provider
 ):
     client.force_login(super_admin)
-    _, query = _start(client)
+    _, query = start_connect(client)
     code = identity_provider.approve(query, MAILBOX)
 
     answer = client.get(CALLBACK, {"code": code, "state": query["state"]})
@@ -66,7 +56,7 @@ def test_the_whole_connect_flow_stores_the_sealed_refresh_token_and_says_who_con
 
 def test_a_replayed_state_is_refused_and_changes_nothing(client, super_admin, oauth_row, identity_provider):
     client.force_login(super_admin)
-    _, query = _start(client)
+    _, query = start_connect(client)
     code = identity_provider.approve(query, MAILBOX)
     assert client.get(CALLBACK, {"code": code, "state": query["state"]}).status_code == 302
     stored = _stored(oauth_row)
@@ -83,7 +73,7 @@ def test_a_missing_or_forged_state_is_refused_and_nothing_is_stored(
     client, super_admin, oauth_row, identity_provider, state
 ):
     client.force_login(super_admin)
-    _, query = _start(client)
+    _, query = start_connect(client)
     code = identity_provider.approve(query, MAILBOX)
 
     answer = client.get(CALLBACK, {"code": code, "state": state})
@@ -98,7 +88,7 @@ def test_a_state_from_another_session_is_refused_even_for_another_super_administ
     from tests import factories
 
     client.force_login(super_admin)
-    _, query = _start(client)
+    _, query = start_connect(client)
     code = identity_provider.approve(query, MAILBOX)
     other = factories.user("other-super")
     Role.objects.create(user=other, kind="super_admin")
@@ -113,7 +103,7 @@ def test_a_state_from_another_session_is_refused_even_for_another_super_administ
 
 def test_an_expired_state_is_refused(client, super_admin, oauth_row, identity_provider):
     client.force_login(super_admin)
-    _, query = _start(client)
+    _, query = start_connect(client)
     code = identity_provider.approve(query, MAILBOX)
     session = client.session
     session[connect.SESSION_KEY][query["state"]]["until"] = time.time() - 1
@@ -130,8 +120,8 @@ def test_a_code_issued_for_another_scopes_sign_in_is_refused(
 ):
     district_row = make_oauth_row(north)
     client.force_login(super_admin)
-    _, for_installation = _start(client)
-    _, for_district = _start(client, reverse("district_oauth_connect", args=[north.slug]))
+    _, for_installation = start_connect(client)
+    _, for_district = start_connect(client, reverse("district_oauth_connect", args=[north.slug]))
     code = identity_provider.approve(for_installation, MAILBOX)
 
     answer = client.get(CALLBACK, {"code": code, "state": for_district["state"]})
@@ -145,7 +135,7 @@ def test_a_sign_in_for_a_district_the_user_no_longer_administers_stores_nothing(
 ):
     row = make_oauth_row(north)
     client.force_login(north_admin)
-    _, query = _start(client, reverse("district_oauth_connect", args=[north.slug]))
+    _, query = start_connect(client, reverse("district_oauth_connect", args=[north.slug]))
     code = identity_provider.approve(query, MAILBOX)
     Role.objects.filter(user=north_admin).delete()
 
@@ -157,7 +147,7 @@ def test_a_sign_in_for_a_district_the_user_no_longer_administers_stores_nothing(
 
 def test_settings_changed_during_the_sign_in_store_nothing(client, super_admin, oauth_row, identity_provider):
     client.force_login(super_admin)
-    _, query = _start(client)
+    _, query = start_connect(client)
     code = identity_provider.approve(query, MAILBOX)
     oauth_row.host = "127.0.0.1"
     oauth_row.save()
@@ -170,7 +160,7 @@ def test_settings_changed_during_the_sign_in_store_nothing(client, super_admin, 
 
 def test_the_provider_refuses_a_redirect_to_a_host_it_does_not_know(super_admin, client, oauth_row, identity_provider):
     client.force_login(super_admin)
-    _, query = _start(client)
+    _, query = start_connect(client)
     with identity_provider.http() as http:
         answer = http.get(
             f"{identity_provider.url}/authorize", params={**query, "redirect_uri": "https://evil.example.net/cb"}
@@ -181,7 +171,7 @@ def test_the_provider_refuses_a_redirect_to_a_host_it_does_not_know(super_admin,
 
 def test_a_denied_consent_is_refused_with_the_providers_error(client, super_admin, oauth_row, identity_provider):
     client.force_login(super_admin)
-    _, query = _start(client)
+    _, query = start_connect(client)
 
     answer = client.get(CALLBACK, {"error": "access_denied", "state": query["state"]})
 
@@ -209,7 +199,7 @@ def test_disconnect_forgets_the_account_revokes_it_at_the_provider_and_writes_an
 def test_connecting_again_is_audited_as_a_reconnect(client, super_admin, oauth_row, identity_provider):
     oauth_row.connect()
     client.force_login(super_admin)
-    _, query = _start(client)
+    _, query = start_connect(client)
     code = identity_provider.approve(query, MAILBOX)
 
     client.get(CALLBACK, {"code": code, "state": query["state"]})
