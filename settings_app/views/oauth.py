@@ -1,5 +1,7 @@
 """Sign-in with OAuth 2.0: the app registration, Connect account (out to the provider and back), Disconnect."""
 
+from typing import Any
+
 from django.contrib import messages
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -13,7 +15,7 @@ from settings_app.forms import OAuthSettingsForm
 from settings_app.mail.config import TokenUnavailable
 from settings_app.models import District, Scope, SmtpSettings
 from settings_app.oauth import connect
-from settings_app.oauth.tokens import oauth_app
+from settings_app.oauth.tokens import OAuthApp, oauth_app
 from settings_app.permissions import AuthenticatedRequest
 from settings_app.views.setup import installation_of, page, scope_for
 
@@ -83,36 +85,40 @@ def oauth_connect(request: AuthenticatedRequest, slug: str | None = None) -> Htt
 def oauth_callback(request: AuthenticatedRequest) -> HttpResponse:
     """Where the identity provider sends the administrator back: check the state, trade the code, store the token."""
     try:
-        pending = connect.take(request.session, request.GET.get("state", ""))
-        scope = _pending_scope(request, pending)
-        if "error" in request.GET:
-            raise connect.ConnectRefused(
-                _("The identity provider did not connect the account: %(error)s.") % {"error": request.GET["error"]}
-            )
-        row = SmtpSettings.objects.filter(pk=pending.row_id).first()
-        if row is None or list(row.oauth_binding) != pending.binding:
-            raise connect.ConnectRefused(_("The settings changed while you signed in: press Connect account again."))
-        app = oauth_app(row, installation_of(scope))
-        tokens = connect.exchange(app, code=request.GET.get("code", ""), pending=pending)
+        scope, row, app, tokens = _signed_in(request)
     except connect.ConnectRefused as exc:
         return _refused(request, str(exc))
     except TokenUnavailable as exc:
         return _refused(request, exc.description or exc.error)
     except crypto.CredentialsUnreadable:
         return _refused(request, _("The stored client secret cannot be read: enter it again."))
-    stored = services.smtp_oauth_connect(
-        row_id=row.pk,
-        binding=app.binding,
-        refresh_token=str(tokens.get("refresh_token") or ""),
-        account=row.username,
-        acting_user=request.user,
-    )
-    if not stored:
-        return _refused(
-            request, _("The identity provider sent no refresh token, so the account cannot stay signed in.")
-        )
+    refresh_token = str(tokens.get("refresh_token") or "")
+    if not services.smtp_oauth_connect(
+        row_id=row.pk, binding=app.binding, refresh_token=refresh_token, account=row.username, acting_user=request.user
+    ):
+        return _refused(request, _("The identity provider sent no refresh token, or the settings changed meanwhile."))
     messages.success(request, _("Connected as %(account)s.") % {"account": row.username})
     return redirect(_back(scope))
+
+
+@sensitive_variables("code")
+def _signed_in(request: AuthenticatedRequest) -> tuple[Scope, SmtpSettings, OAuthApp, dict[str, Any]]:
+    """The scope, settings and app the callback's state stands for, and the tokens its code was traded for.
+
+    Raises ConnectRefused, TokenUnavailable or crypto.CredentialsUnreadable; nothing is stored here.
+    """
+    pending = connect.take(request.session, request.GET.get("state", ""))
+    scope = _pending_scope(request, pending)
+    if "error" in request.GET:
+        raise connect.ConnectRefused(
+            _("The identity provider did not connect the account: %(error)s.") % {"error": request.GET["error"]}
+        )
+    row = SmtpSettings.objects.filter(pk=pending.row_id).first()
+    if row is None or list(row.oauth_binding) != pending.binding:
+        raise connect.ConnectRefused(_("The settings changed while you signed in: press Connect account again."))
+    app = oauth_app(row, installation_of(scope))
+    code = request.GET.get("code", "")
+    return scope, row, app, connect.exchange(app, code=code, pending=pending)
 
 
 def _pending_scope(request: AuthenticatedRequest, pending: connect.Pending) -> Scope:
