@@ -1,13 +1,14 @@
 """Benchmark: N overdue notices queued and drained by the real worker into Postfix's smtp-sink, against the same
-N messages sent through Django's own SMTP backend over one connection.
+N messages sent through Django's own SMTP backend over one connection. Half the patrons read Spanish (--spanish),
+so each batch writes notices in two languages.
 
-    .venv/bin/python bench/notices.py [-n 10000] [--workers 1] [--oauth]
+    .venv/bin/python bench/notices.py [-n 10000] [--workers 1] [--spanish 0.5] [--oauth]
 
 It uses the configured database (DATABASE_URL): it creates its own district, school and SMTP settings pointing
 at an smtp-sink it starts on 127.0.0.1, and deletes them at the end (on PostgreSQL, then VACUUMs the database, so
 repeated runs measure the same thing). The installation must be self-hosted with
 127.0.0.0/8 allowed (bin/run's demo is); a fresh database gets such an installation. Never starts the postfix
-daemon. The last line reads: notices_per_s=<n> django_per_s=<n> ratio=<r>
+daemon. The last line reads: notices_per_s=<n> django_per_s=<n> ratio=<r> spanish=<share>
 
 With --oauth the notices sign in with OAuth 2.0: bench/xoauth2_front.py (a process of its own) runs the demo
 identity provider and a front that checks AUTH XOAUTH2 before passing each session to smtp-sink; the installation
@@ -107,7 +108,7 @@ def installation() -> Installation:
     return found
 
 
-def scope(port: int, n: int) -> tuple[School, SmtpSettings]:
+def scope(port: int, n: int, spanish: float) -> tuple[School, SmtpSettings]:
     tag = secrets.token_hex(4)
     district = District.objects.create(
         installation=installation(), name=f"Benchmark {tag}", slug=f"bench-{tag}", mail_source=MailSource.OWN
@@ -122,8 +123,15 @@ def scope(port: int, n: int) -> tuple[School, SmtpSettings]:
         from_email="library@bench.example.org",
         max_per_hour=max(100_000, 2 * n),
     )
+    every = round(1 / spanish) if spanish else 0  # every how many patrons one reads Spanish
     patrons = Patron.objects.bulk_create(
-        Patron(school=school, name=f"Patron {i}", email=f"patron{i}@bench.example.org") for i in range(n)
+        Patron(
+            school=school,
+            name=f"Patron {i}",
+            email=f"patron{i}@bench.example.org",
+            language="es" if every and i % every == 0 else "en",
+        )
+        for i in range(n)
     )
     due = timezone.localdate() - dt.timedelta(days=5)
     Loan.objects.bulk_create(
@@ -169,12 +177,12 @@ def bench_notices(school: School, row: SmtpSettings, n: int, workers: int) -> tu
 def django_messages(school: School, row: SmtpSettings) -> list[mail.EmailMultiAlternatives]:
     messages = []
     notices = Notice.objects.filter(school=school).values_list(
-        "recipient_name", "recipient_email", "items", "message_id"
+        "recipient_name", "recipient_email", "items", "message_id", "language"
     )
     sender = f"{row.from_name} <{row.from_email}>"
-    for name, email, items, message_id in notices:
+    for name, email, items, message_id, language in notices:
         letterhead = render.Letterhead(
-            "overdue", school.name, school.district.name, row.from_name, row.from_email, False
+            "overdue", school.name, school.district.name, row.from_name, row.from_email, False, language
         )
         letter = render.Letter(name, email, "", items, message_id, timezone.now())
         subject, text, html = render.render_full(letterhead, letter)
@@ -272,18 +280,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=10_000, help="notices to send (default 10000)")
     parser.add_argument("--workers", type=int, default=1, help="db_worker processes draining the queue (default 1)")
+    parser.add_argument("--spanish", type=float, default=0.5, help="share of patrons who read Spanish (default 0.5)")
     parser.add_argument("--oauth", action="store_true", help="the notices sign in with OAuth 2.0 (AUTH XOAUTH2)")
     args = parser.parse_args()
     port = free_port()
     with smtp_sink(port), xoauth2_front(port) if args.oauth else nullcontext((0, "")) as (front_port, issuer):
-        school, row = scope(port, args.n)
+        school, row = scope(port, args.n, args.spanish)
         issuer_before = row.district.installation.oauth_issuer  # type: ignore[union-attr]
         try:
             if args.oauth:
                 sign_in_with_oauth(row, front_port, issuer)
             rate, cpu_each = bench_notices(school, row, args.n, args.workers)
+            spanish = Notice.objects.filter(school=school, language="es").count() / args.n
             print(
                 f"notices: {args.n} queued and sent in {args.n / rate:.2f} s: {rate:,.0f}/s, {cpu_each:.0f} µs CPU each"
+                f" ({spanish:.0%} in Spanish)"
             )
             messages = django_messages(school, row)
             django_rate, django_cpu = bench_django(messages, port)
@@ -294,7 +305,9 @@ def main() -> None:
             Installation.objects.filter(pk=1).update(oauth_issuer=issuer_before)
             school.district.delete()
             vacuum()
-    print(f"notices_per_s={rate:.0f} django_per_s={django_rate:.0f} ratio={rate / django_rate:.2f}")
+    print(
+        f"notices_per_s={rate:.0f} django_per_s={django_rate:.0f} ratio={rate / django_rate:.2f} spanish={spanish:.2f}"
+    )
 
 
 if __name__ == "__main__":

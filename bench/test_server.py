@@ -300,7 +300,7 @@ def time_silent(browser: Browser, path: str, port: int, runs: int) -> list[float
     """Seconds to a verdict for the silent server; each must be the timeout verdict."""
     from settings_app.mail.diagnosis import ADVICE, Category
 
-    timeout_title = ADVICE[Category.TIMEOUT].title
+    timeout_title = str(ADVICE[Category.TIMEOUT].title)
     timings = []
     for i in range(runs):
         elapsed, status, text = press_test_server(browser, path, test_server_form(port, "none", None))

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from settings_app.models import District, Installation, Role, School, SettingsChange, SmtpSettings
+from settings_app.models import District, Installation, Patron, Role, School, SettingsChange, SmtpSettings
 
 
 @admin.register(Installation)
@@ -10,7 +10,7 @@ class InstallationAdmin(admin.ModelAdmin):
 
 @admin.register(District)
 class DistrictAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "mail_source"]
+    list_display = ["name", "slug", "mail_source", "default_language"]
     prepopulated_fields = {"slug": ["name"]}
 
 
@@ -19,6 +19,13 @@ class SchoolAdmin(admin.ModelAdmin):
     list_display = ["name", "district"]
     list_filter = ["district"]
     prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(Patron)
+class PatronAdmin(admin.ModelAdmin):
+    list_display = ["name", "school", "email", "language"]
+    list_filter = ["language", "school__district"]
+    search_fields = ["name", "email"]
 
 
 @admin.register(Role)

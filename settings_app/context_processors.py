@@ -1,5 +1,6 @@
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils.translation import gettext as _
 
 from settings_app import permissions
 
@@ -18,17 +19,20 @@ def _items(request: HttpRequest) -> list[dict[str, str]]:
     items = []
     if roles.super_admin:
         items += [
-            {"label": "Setup", "url": reverse("setup")},
-            {"label": "Delivery log", "url": reverse("delivery_log")},
+            {"label": _("Setup"), "url": reverse("setup")},
+            {"label": _("Delivery log"), "url": reverse("delivery_log")},
         ]
     elif roles.districts:
         districts = list(permissions.administered_districts(user))
-        items.append({"label": "Setup", "url": reverse("setup")})
+        items.append({"label": _("Setup"), "url": reverse("setup")})
         for district in districts:
-            label = "Delivery log" if len(districts) == 1 else f"Delivery log: {district.name}"
+            label = _("Delivery log") if len(districts) == 1 else _("Delivery log: %(name)s") % {"name": district.name}
             items.append({"label": label, "url": reverse("district_delivery_log", kwargs={"slug": district.slug})})
     for school in permissions.own_schools(user) if roles.schools else []:
         items.append(
-            {"label": f"Notices: {school.name}", "url": reverse("school_notices", kwargs={"slug": school.slug})}
+            {
+                "label": _("Notices: %(name)s") % {"name": school.name},
+                "url": reverse("school_notices", kwargs={"slug": school.slug}),
+            }
         )
     return items

@@ -9,6 +9,7 @@ from functools import cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+from django.utils.translation import gettext
 
 Destination = tuple[str, int, str, str]  # host, port, transport, username
 # What an OAuth secret is sealed to: the destination, then the provider, client ID and tenant of the OAuth client.
@@ -38,9 +39,9 @@ def unseal(token: str, destination: Binding) -> str:
     try:
         payload = json.loads(fernet().decrypt(token.encode()))
     except (InvalidToken, ValueError) as exc:
-        raise CredentialsUnreadable("The stored password cannot be decrypted.") from exc
+        raise CredentialsUnreadable(gettext("The stored password cannot be decrypted.")) from exc
     if payload.get("destination") != list(destination):
-        raise CredentialsUnreadable("The stored password belongs to another server or user.")
+        raise CredentialsUnreadable(gettext("The stored password belongs to another server or user."))
     return str(payload["password"])
 
 

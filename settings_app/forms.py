@@ -15,7 +15,7 @@ from django.forms.boundfield import BoundField
 from django.forms.renderers import DjangoTemplates
 from django.http import HttpRequest
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy as _
 
 from settings_app.mail.config import Transport
 from settings_app.mail.message import check_sender
@@ -34,7 +34,7 @@ def validate_printable(value: str) -> None:
     bad = sorted({ch for ch in value if unicodedata.category(ch) in _FORBIDDEN_CATEGORIES})
     if bad:
         raise ValidationError(
-            "Remove the control or invisible characters (%(chars)s).",
+            _("Remove the control or invisible characters (%(chars)s)."),
             code="control_characters",
             params={"chars": ", ".join(f"U+{ord(ch):04X}" for ch in bad)},
         )
@@ -43,7 +43,7 @@ def validate_printable(value: str) -> None:
 def validate_display_name(value: str) -> None:
     validate_printable(value)
     if _NAME_FORBIDDEN & set(value):
-        raise ValidationError('A display name cannot contain < > " or @.', code="name_characters")
+        raise ValidationError(_('A display name cannot contain < > " or @.'), code="name_characters")
 
 
 def normalise_host(value: str, *, hosted: bool) -> str:
@@ -52,7 +52,7 @@ def normalise_host(value: str, *, hosted: bool) -> str:
     value = value.strip()
     if "://" in value or re.search(r"[\s/\\@]", value):
         raise ValidationError(
-            "Enter only the server's name (for example smtp.myschool.edu): no scheme, path, user or spaces.",
+            _("Enter only the server's name (for example smtp.myschool.edu): no scheme, path, user or spaces."),
             code="host_syntax",
         )
     try:
@@ -61,41 +61,43 @@ def normalise_host(value: str, *, hosted: bool) -> str:
         return _normalise_name(value, hosted=hosted)
     if hosted:
         raise ValidationError(
-            "Hosted installations need a fully qualified domain name, not an IP address.", code="host_ip"
+            _("Hosted installations need a fully qualified domain name, not an IP address."), code="host_ip"
         )
     return str(address)
 
 
 def _normalise_name(value: str, *, hosted: bool) -> str:
     if ":" in value:
-        raise ValidationError("Enter the port in the Port field, not after the server name.", code="host_port")
+        raise ValidationError(_("Enter the port in the Port field, not after the server name."), code="host_port")
     try:
         name = value.rstrip(".").encode("idna").decode("ascii").lower()
     except UnicodeError as exc:
-        raise ValidationError("This is not a valid server name.", code="host_syntax") from exc
+        raise ValidationError(_("This is not a valid server name."), code="host_syntax") from exc
     labels = name.split(".")
     if len(name) > 253 or not all(_LABEL.match(label) for label in labels):
-        raise ValidationError("This is not a valid server name.", code="host_syntax")
+        raise ValidationError(_("This is not a valid server name."), code="host_syntax")
     if labels[-1].isdigit() or labels[-1].startswith("0x"):
         raise ValidationError(
-            "This looks like a numeric address. Use the server's name, or its address in dotted form.",
+            _("This looks like a numeric address. Use the server's name, or its address in dotted form."),
             code="host_numeric",
         )
     if hosted and len(labels) < 2:
         raise ValidationError(
-            "Enter a fully qualified domain name, for example smtp.myschool.edu.", code="host_not_fqdn"
+            _("Enter a fully qualified domain name, for example smtp.myschool.edu."), code="host_not_fqdn"
         )
     return name
 
 
 class SmtpSettingsForm(forms.ModelForm):
     password = forms.CharField(
-        label="Authentication password",
+        label=_("Authentication password"),
         required=False,
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-        help_text="Leave blank to keep the stored password. Changing the server, port, transport or user ID "
-        "requires typing it again.",
+        help_text=_(
+            "Leave blank to keep the stored password. Changing the server, port, transport or user ID "
+            "requires typing it again."
+        ),
     )
 
     class Meta:
@@ -110,14 +112,19 @@ class SmtpSettingsForm(forms.ModelForm):
             "from_email": forms.EmailInput(attrs={"placeholder": "library@myschool.edu"}),
         }
         help_texts = {
-            "port": "Plain: 25. SSL: 465. TLS: 587 (or 25). Left blank, the transport's usual port is used.",
-            "transport": "None sends in plain text. SSL encrypts from the first byte (implicit TLS). "
-            "TLS starts plain and upgrades with STARTTLS; it never falls back to plain text.",
-            "username": "Only if the mail server requires authentication.",
-            "from_name": "Optional, but if the email is set this must be too. Staff may enter their own when sending.",
-            "from_email": "Some mail servers reject messages without a return address. Optional, paired with the "
-            "display name.",
-            "max_per_hour": "Notices beyond this wait for the next hour; test emails count too.",
+            "port": _("Plain: 25. SSL: 465. TLS: 587 (or 25). Left blank, the transport's usual port is used."),
+            "transport": _(
+                "None sends in plain text. SSL encrypts from the first byte (implicit TLS). "
+                "TLS starts plain and upgrades with STARTTLS; it never falls back to plain text."
+            ),
+            "username": _("Only if the mail server requires authentication."),
+            "from_name": _(
+                "Optional, but if the email is set this must be too. Staff may enter their own when sending."
+            ),
+            "from_email": _(
+                "Some mail servers reject messages without a return address. Optional, paired with the display name."
+            ),
+            "max_per_hour": _("Notices beyond this wait for the next hour; test emails count too."),
         }
 
     def __init__(self, *args, installation: Installation, **kwargs):
@@ -125,10 +132,15 @@ class SmtpSettingsForm(forms.ModelForm):
         self.installation = installation
         self.fields["port"].required = False
         self.fields["host"].help_text = (
-            "Hosted installations: a fully qualified domain name (for example smtp.myschool.edu), never an IP address."
+            _(
+                "Hosted installations: a fully qualified domain name (for example smtp.myschool.edu), never an IP "
+                "address."
+            )
             if installation.hosted
-            else "An IP address is accepted, but a fully qualified domain name (for example smtp.myschool.edu) is "
-            "recommended."
+            else _(
+                "An IP address is accepted, but a fully qualified domain name (for example smtp.myschool.edu) is "
+                "recommended."
+            )
         )
 
     def clean_host(self) -> str:
@@ -155,7 +167,10 @@ class SmtpSettingsForm(forms.ModelForm):
             self.add_error(
                 "transport",
                 ValidationError(
-                    "Choose SSL or TLS: a hosted installation never sends a password over an unencrypted connection.",
+                    _(
+                        "Choose SSL or TLS: a hosted installation never sends a password over an unencrypted "
+                        "connection."
+                    ),
                     code="plain_auth",
                 ),
             )
@@ -172,7 +187,7 @@ def clean_sender_pair(form: forms.BaseForm, name_field: str, email_field: str) -
         form.add_error(
             missing,
             ValidationError(
-                "Enter this too: %(present)s is set, and the two go together.",
+                _("Enter this too: %(present)s is set, and the two go together."),
                 code="pair",
                 params={"present": form.fields[present].label},
             ),
@@ -183,20 +198,20 @@ def clean_sender_pair(form: forms.BaseForm, name_field: str, email_field: str) -
             check_sender(name, addr, domain=settings.SMTP_EHLO_NAME)
         except ValueError as exc:
             form.add_error(
-                name_field, ValidationError("This name and email cannot form a valid sender.", code="sender")
+                name_field, ValidationError(_("This name and email cannot form a valid sender."), code="sender")
             )
             form.add_error(email_field, ValidationError(str(exc), code="sender"))
 
 
 class MailSourceForm(forms.Form):
-    mail_source = forms.ChoiceField(label="Mail server", choices=MailSource.choices, widget=forms.RadioSelect)
+    mail_source = forms.ChoiceField(label=_("Mail server"), choices=MailSource.choices, widget=forms.RadioSelect)
 
     def __init__(self, *args, consortium_available: bool, **kwargs):
         super().__init__(*args, **kwargs)
         if not consortium_available:
             field = cast(forms.ChoiceField, self.fields["mail_source"])
             field.choices = [(MailSource.OWN, MailSource.OWN.label)]
-            field.help_text = "The consortium has no mail server set up, so districts use their own."
+            field.help_text = _("The consortium has no mail server set up, so districts use their own.")
 
 
 class InstallationForm(forms.ModelForm):
@@ -222,7 +237,7 @@ class InstallationForm(forms.ModelForm):
             networks = [ipaddress.ip_network(line) for line in lines]
         except ValueError as exc:
             raise ValidationError(
-                "Enter networks in CIDR form, one per line: %(error)s", params={"error": exc}
+                _("Enter networks in CIDR form, one per line: %(error)s"), params={"error": exc}
             ) from exc
         return "\n".join(str(network) for network in networks)
 
@@ -232,7 +247,7 @@ class InstallationForm(forms.ModelForm):
             try:
                 x509.load_pem_x509_certificates(pem.encode())
             except ValueError as exc:
-                raise ValidationError("Paste one or more PEM certificates (-----BEGIN CERTIFICATE-----).") from exc
+                raise ValidationError(_("Paste one or more PEM certificates (-----BEGIN CERTIFICATE-----).")) from exc
         return pem
 
     def clean(self) -> dict[str, Any]:
@@ -243,19 +258,19 @@ class InstallationForm(forms.ModelForm):
             self.add_error(
                 "hosting_mode",
                 ValidationError(
-                    "Private networks and a private CA are for self-hosted installations only.", code="hosted"
+                    _("Private networks and a private CA are for self-hosted installations only."), code="hosted"
                 ),
             )
         if cleaned.get("hosting_mode") == HostingMode.HOSTED and cleaned.get("oauth_issuer"):
             self.add_error(
                 "oauth_issuer",
                 ValidationError(
-                    gettext_lazy("An identity provider of your own is for self-hosted installations only."),
+                    _("An identity provider of your own is for self-hosted installations only."),
                     code="hosted",
                 ),
             )
         elif cleaned.get("oauth_issuer", "").startswith("http://"):
-            self.add_error("oauth_issuer", ValidationError(gettext_lazy("Enter an https:// address."), code="https"))
+            self.add_error("oauth_issuer", ValidationError(_("Enter an https:// address."), code="https"))
         return cleaned
 
 
@@ -263,13 +278,11 @@ class OAuthSettingsForm(forms.ModelForm):
     """How the mail account signs in, and the OAuth app registration (the client secret is write-only)."""
 
     client_secret = forms.CharField(
-        label=gettext_lazy("Client secret"),
+        label=_("Client secret"),
         required=False,
         strip=True,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-        help_text=gettext_lazy(
-            "Leave blank to keep the stored secret. Not needed by Google for installed apps' user consent."
-        ),
+        help_text=_("Leave blank to keep the stored secret. Not needed by Google for installed apps' user consent."),
     )
 
     class Meta:
@@ -290,17 +303,15 @@ class OAuthSettingsForm(forms.ModelForm):
             "oauth_client_secret_expires": forms.DateInput(attrs={"type": "date"}),
         }
         help_texts = {
-            "oauth_provider": gettext_lazy("Where the mail account signs in."),
-            "oauth_flow": gettext_lazy(
+            "oauth_provider": _("Where the mail account signs in."),
+            "oauth_flow": _(
                 "Microsoft 365: app-only sign-in (SMTP.SendAsApp) is recommended: no one signs in and it survives "
                 "password resets. Google Workspace: the account signs in, or a service account with domain-wide "
                 "delegation acts for the mailbox."
             ),
-            "oauth_client_id": gettext_lazy("The application (client) ID of the app registration."),
-            "oauth_tenant": gettext_lazy(
-                "Microsoft 365 only: the directory (tenant) ID or domain, for example district.org."
-            ),
-            "oauth_client_secret_expires": gettext_lazy("Optional: the page warns you 30 days before it expires."),
+            "oauth_client_id": _("The application (client) ID of the app registration."),
+            "oauth_tenant": _("Microsoft 365 only: the directory (tenant) ID or domain, for example district.org."),
+            "oauth_client_secret_expires": _("Optional: the page warns you 30 days before it expires."),
         }
 
     def __init__(self, *args: Any, installation: Installation, **kwargs: Any) -> None:
@@ -308,7 +319,7 @@ class OAuthSettingsForm(forms.ModelForm):
         self.installation = installation
         choices = [(value, label) for value, label in Provider.choices if self._offered(value)]
         provider = cast(forms.ChoiceField, self.fields["oauth_provider"])
-        provider.choices = [("", gettext_lazy("Choose the identity provider…")), *choices]
+        provider.choices = [("", _("Choose the identity provider…")), *choices]
 
     def _offered(self, provider: str) -> bool:
         return provider != Provider.INSTALLATION or bool(
@@ -331,7 +342,7 @@ class OAuthSettingsForm(forms.ModelForm):
             self.add_error(
                 "auth_method",
                 ValidationError(
-                    gettext_lazy("Enter the user ID (the mailbox address) in the SMTP settings and save them first."),
+                    _("Enter the user ID (the mailbox address) in the SMTP settings and save them first."),
                     code="username",
                 ),
             )
@@ -339,21 +350,19 @@ class OAuthSettingsForm(forms.ModelForm):
             self._clean_service_account(cleaned)
         for field in ("oauth_provider", "oauth_client_id"):
             if not cleaned.get(field) and field not in self.errors:
-                self.add_error(
-                    field, ValidationError(gettext_lazy("Required to sign in with OAuth 2.0."), code="required")
-                )
+                self.add_error(field, ValidationError(_("Required to sign in with OAuth 2.0."), code="required"))
         app_only = cleaned.get("oauth_flow") == Flow.APP_ONLY
         if app_only and cleaned.get("oauth_provider") == Provider.GOOGLE:
             self.add_error(
                 "oauth_flow",
                 ValidationError(
-                    gettext_lazy("Google has no app-only sign-in for SMTP: choose the account signs in."), code="flow"
+                    _("Google has no app-only sign-in for SMTP: choose the account signs in."), code="flow"
                 ),
             )
         if app_only and cleaned.get("oauth_provider") == Provider.MICROSOFT and not cleaned.get("oauth_tenant"):
             self.add_error(
                 "oauth_tenant",
-                ValidationError(gettext_lazy("App-only sign-in needs the tenant ID or domain."), code="tenant"),
+                ValidationError(_("App-only sign-in needs the tenant ID or domain."), code="tenant"),
             )
         return cleaned
 
@@ -362,14 +371,14 @@ class OAuthSettingsForm(forms.ModelForm):
         if cleaned.get("oauth_provider") == Provider.MICROSOFT:
             self.add_error(
                 "oauth_flow",
-                ValidationError(gettext_lazy("Service accounts are Google Workspace's."), code="flow"),
+                ValidationError(_("Service accounts are Google Workspace's."), code="flow"),
             )
             return
         if not cleaned.get("client_secret"):
             if not self.instance.has_client_secret:
                 self.add_error(
                     "client_secret",
-                    ValidationError(gettext_lazy("Paste the service account's JSON key."), code="required"),
+                    ValidationError(_("Paste the service account's JSON key."), code="required"),
                 )
             return
         try:
@@ -382,7 +391,7 @@ class OAuthSettingsForm(forms.ModelForm):
 
 
 class TestEmailForm(forms.Form):
-    send_to = forms.EmailField(label="Send the test email to", validators=[validate_email])
+    send_to = forms.EmailField(label=_("Send the test email to"), validators=[validate_email])
 
 
 # Rendering. Django builds each widget and label from templates, which costs most of these pages' time; the widgets
@@ -423,7 +432,7 @@ def _choice(widget: dict) -> str:
 def _select(context: dict) -> str:
     widget = context["widget"]
     out = f'<select name="{_esc(widget["name"])}"{_attrs(widget["attrs"])}>'
-    for group, options, _ in widget["optgroups"]:
+    for group, options, _index in widget["optgroups"]:
         out += f'\n  <optgroup label="{_esc(group)}">' if group else ""
         out += "".join(f"\n  {_option(option)}" for option in options)
         out += "\n  </optgroup>" if group else ""
@@ -434,7 +443,7 @@ def _radio(context: dict) -> str:
     widget = context["widget"]
     id_, css = widget["attrs"].get("id"), widget["attrs"].get("class")
     out = "<div" + (f' id="{_esc(id_)}"' if id_ else "") + (f' class="{_esc(css)}"' if css else "") + ">"
-    for group, options, _ in widget["optgroups"]:
+    for group, options, _index in widget["optgroups"]:
         out += f"\n  <div><label>{_esc(group)}</label>" if group else ""
         out += "".join(f"<div>\n    {_choice(option)}</div>" for option in options)
         out += "\n  </div>" if group else ""

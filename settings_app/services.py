@@ -1,13 +1,14 @@
 """Writes: every change to settings goes through here, with its audit row."""
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.text import capfirst
+from django.utils.translation import gettext_noop
 from django.views.decorators.debug import sensitive_variables
 
 from settings_app import crypto
@@ -28,8 +29,11 @@ from settings_app.models import (
 )
 from settings_app.selectors import scope_settings, tests_in_the_last_minute
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
 # The audit names the password, never its value.
-CREDENTIAL = "Password"
+CREDENTIAL = gettext_noop("Password")
 # How long a test's outcome still counts for the settings saved after it.
 RECENT_TEST = timedelta(minutes=10)
 # Written by a save together with the form's fields (never the pause, which belongs to the workers).
@@ -61,8 +65,9 @@ OAUTH_SECRETS = [
     "oauth_connected_by",
 ]
 # The audit names the connected account and the client secret, never a token or the secret's value.
-OAUTH_ACCOUNT = "OAuth account"
-CLIENT_SECRET = "Client secret"  # noqa: S105 - an audit label
+OAUTH_ACCOUNT = gettext_noop("OAuth account")
+SIGNED_IN_AS = gettext_noop("Signed in as")
+CLIENT_SECRET = gettext_noop("Client secret")
 
 
 def _audit(scope: Scope, acting_user: User, summary: dict[str, str]) -> None:
@@ -70,17 +75,23 @@ def _audit(scope: Scope, acting_user: User, summary: dict[str, str]) -> None:
         SettingsChange.objects.create(changed_by=acting_user, summary=summary, **scope_kwargs(scope))
 
 
+def _msgid(text: "StrOrPromise") -> str:
+    """The English text of a translatable string: the audit keeps it, and pages show it in the reader's language."""
+    with translation.override(None):
+        return str(text)
+
+
 def _label(field: str) -> str:
-    return capfirst(str(SmtpSettings._meta.get_field(field).verbose_name))  # type: ignore[union-attr]
+    return capfirst(_msgid(SmtpSettings._meta.get_field(field).verbose_name))  # type: ignore[union-attr]
 
 
 def _shown(field: str, value: Any) -> str:
     if field == "transport":
-        return Transport(value).label
+        return _msgid(Transport(value).label)
     choices = dict(SmtpSettings._meta.get_field(field).choices or ())  # type: ignore[union-attr]
     if value in choices:
-        return str(choices[value])
-    return str(value) if value not in ("", None) else "(blank)"
+        return _msgid(choices[value])
+    return str(value) if value not in ("", None) else gettext_noop("(blank)")
 
 
 @sensitive_variables("password", "client_secret")
@@ -112,15 +123,15 @@ def smtp_settings_save(
     moved = row.destination != old_destination
     cleared_by_move = False
     if password:
-        summary[CREDENTIAL] = "changed" if row.password_sealed else "set"
+        summary[CREDENTIAL] = gettext_noop("changed") if row.password_sealed else gettext_noop("set")
         _set_password(row, password, acting_user)
     elif row.password_sealed and moved:
-        summary[CREDENTIAL] = "cleared (server or user ID changed)"
+        summary[CREDENTIAL] = gettext_noop("cleared (server or user ID changed)")
         _set_password(row, "", acting_user)
         cleared_by_move = True
     if moved and row.oauth_refresh_sealed:
         # The account's sign-in is sealed to the destination: it never follows the settings elsewhere.
-        summary[OAUTH_ACCOUNT] = "disconnected (server or user ID changed)"
+        summary[OAUTH_ACCOUNT] = gettext_noop("disconnected (server or user ID changed)")
         _forget_oauth(row)
     if moved and client_secret:
         # The app's secret only ever goes to the identity provider: it stays, sealed to the new destination.
@@ -155,13 +166,14 @@ def smtp_oauth_client_save(
     for field in OAUTH_FIELDS:
         setattr(row, field, values[field])
     if row.oauth_binding != old_binding and row.oauth_refresh_sealed:
-        summary[OAUTH_ACCOUNT] = "disconnected (app registration changed)"
+        summary[OAUTH_ACCOUNT] = gettext_noop("disconnected (app registration changed)")
         _forget_oauth(row)
     secret = client_secret or (secret if row.oauth_binding == old_binding else "")
     if client_secret:
-        summary[CLIENT_SECRET] = "changed" if row.oauth_client_secret_sealed else "set"
+        # Its own words, not the password's: in Spanish they agree with "secreto", not with "contraseña".
+        summary[CLIENT_SECRET] = gettext_noop("replaced") if row.oauth_client_secret_sealed else gettext_noop("entered")
     elif row.oauth_client_secret_sealed and not secret:
-        summary[CLIENT_SECRET] = "cleared (app registration changed)"
+        summary[CLIENT_SECRET] = gettext_noop("cleared (app registration changed)")
     row.oauth_client_secret_sealed = crypto.seal(secret, row.oauth_binding) if secret else ""
     row.updated_by = acting_user
     row.save()
@@ -195,8 +207,12 @@ def smtp_oauth_connect(
     row.oauth_refresh_sealed = crypto.seal(refresh_token, binding)
     row.oauth_account, row.oauth_connected_at, row.oauth_connected_by = account, timezone.now(), acting_user
     row.save(update_fields=[*OAUTH_SECRETS, "updated_at"])
-    verb = "reconnected" if again else "connected"
-    _audit(row.scope, acting_user, {OAUTH_ACCOUNT: f"{verb}: {account} ({row.get_oauth_provider_display()})"})
+    summary = {
+        OAUTH_ACCOUNT: gettext_noop("reconnected") if again else gettext_noop("connected"),
+        SIGNED_IN_AS: account,
+        _label("oauth_provider"): _shown("oauth_provider", row.oauth_provider),
+    }
+    _audit(row.scope, acting_user, summary)
     return True
 
 
@@ -209,7 +225,7 @@ def smtp_oauth_disconnect(*, scope: Scope, acting_user: User) -> bool:
         account = row.oauth_account
         _forget_oauth(row)
         row.save(update_fields=[*OAUTH_SECRETS, "updated_at"])
-        _audit(scope, acting_user, {OAUTH_ACCOUNT: f"disconnected: {account}"})
+        _audit(scope, acting_user, {OAUTH_ACCOUNT: gettext_noop("disconnected"), SIGNED_IN_AS: account})
     return True
 
 
@@ -228,7 +244,7 @@ def smtp_settings_clear_password(*, scope: Scope, acting_user: User) -> bool:
     _set_password(row, "", acting_user)
     with transaction.atomic():
         row.save(update_fields=["password_sealed", "password_changed_at", "password_changed_by", "updated_at"])
-        _audit(scope, acting_user, {CREDENTIAL: "cleared"})
+        _audit(scope, acting_user, {CREDENTIAL: gettext_noop("cleared")})
     return True
 
 
@@ -239,7 +255,7 @@ def district_set_mail_source(*, district: District, source: str, acting_user: Us
     district.mail_source = source
     with transaction.atomic():
         district.save(update_fields=["mail_source"])
-        _audit(district, acting_user, {"Mail server": MailSource(source).label})
+        _audit(district, acting_user, {gettext_noop("Mail server"): _msgid(MailSource(source).label)})
 
 
 def installation_update(*, installation: Installation, values: dict[str, Any], acting_user: User) -> None:
@@ -247,8 +263,8 @@ def installation_update(*, installation: Installation, values: dict[str, Any], a
     summary: dict[str, str] = {}
     for field, value in values.items():
         if getattr(installation, field) != value:
-            label = capfirst(str(Installation._meta.get_field(field).verbose_name))  # type: ignore[union-attr]
-            summary[label] = "updated" if field == "ca_bundle" else str(value)
+            label = capfirst(_msgid(Installation._meta.get_field(field).verbose_name))  # type: ignore[union-attr]
+            summary[label] = gettext_noop("updated") if field == "ca_bundle" else str(value)
             setattr(installation, field, value)
     with transaction.atomic():
         installation.save()

@@ -3,6 +3,7 @@ import os
 import pytest
 from django.db import connections
 from django.test.utils import override_settings
+from django.utils import translation
 
 from settings_app.models import RoleKind
 from tests import factories
@@ -30,6 +31,13 @@ def pytest_runtest_protocol(item, nextitem):
         return (yield)
     finally:
         del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+@pytest.fixture(autouse=True)
+def language_reset():
+    """A request activates its reader's language in the thread that serves it; the next test starts without."""
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True, scope="session")

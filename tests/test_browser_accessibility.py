@@ -148,7 +148,7 @@ def test_the_district_administrators_pages_are_accessible(
 def test_the_staff_pages_are_accessible(page, login, live_server, audit, north, north_staff, notices):
     login(north_staff)
     audit("Send overdue notices")
-    page.locator("#notice-preview summary").click()
+    page.locator("#notice-preview-en summary").click()
     audit("Send overdue notices with the preview open")
     page.get_by_role("link", name="Email a Resource List").click()
     audit("Email a Resource List")

@@ -79,7 +79,7 @@ def test_staff_send_overdue_notices_as_themselves_and_the_admin_sees_them_sent(
     page.get_by_label("Your display name").fill("Robin Reed")
     page.get_by_label("Your email").fill(north_staff.email)
     page.get_by_role("button", name="Send overdue notices").click()
-    expect(page.get_by_text("2 overdue notice(s) queued.")).to_be_visible()
+    expect(page.get_by_text("2 overdue notices queued.")).to_be_visible()
     page.set_viewport_size({"width": 1200, "height": 1100})
     page.screenshot(path=SCREENSHOTS / "notices.png", full_page=True)
 

@@ -76,7 +76,7 @@ def test_saving_the_app_registration_seals_the_secret_and_audits_it_without_its_
     assert row.uses_oauth and row.oauth_client_secret() == "GOCSPX-secret-value"
     assert "GOCSPX-secret-value" not in row.oauth_client_secret_sealed
     audit = SettingsChange.objects.filter(installation=row.installation).first()
-    assert audit.summary["Client secret"] == "set" and "GOCSPX" not in str(audit.summary)
+    assert audit.summary["Client secret"] == "entered" and "GOCSPX" not in str(audit.summary)
     page = client.get(reverse("installation_options")).content.decode()
     assert "GOCSPX-secret-value" not in page and "A client secret is stored." in page
     assert "7 days" in page  # Google's Testing apps

@@ -24,7 +24,7 @@ def test_rotate_re_encrypts_under_the_new_key_so_the_old_key_can_be_removed(inst
     assert row.password_sealed != before
     settings.SMTP_ENCRYPTION_KEYS = [new_key]
     assert row.password() == "hunter2-secret"
-    assert "re-encrypted 1 password(s)" in capsys.readouterr().out
+    assert "re-encrypted 1 password under the newest key" in capsys.readouterr().out
 
 
 def test_check_reports_unreadable_rows_and_exits_1(installation, north, settings, capsys):

@@ -47,7 +47,11 @@ def seed_circulation_demo(*, today: dt.date | None = None) -> int:
         for index, name in enumerate(_NAMES):
             local = name.lower().replace(" ", ".").replace("'", "")
             email = f"{local.encode('ascii', 'ignore').decode()}.{school.slug}@example.org"
-            patron = Patron.objects.create(school=school, name=name, email=email if index != 9 else "")
+            # Half the patrons read Spanish first: their notices are written in Spanish.
+            language = "es" if index % 2 else "en"
+            patron = Patron.objects.create(
+                school=school, name=name, email=email if index != 9 else "", language=language
+            )
             Loan.objects.bulk_create(_loans(patron, index, today))
             created += 1
     return created

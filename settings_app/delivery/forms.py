@@ -4,6 +4,9 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db.models import QuerySet
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from settings_app.forms import clean_sender_pair, validate_display_name, validate_printable
 from settings_app.models import NoticeKind, NoticeStatus, School
@@ -16,15 +19,18 @@ class SenderForm(forms.Form):
     """The seed's option: whoever sends may give their own display name and email (both or neither)."""
 
     sender_name = forms.CharField(
-        label="Your display name", required=False, max_length=100, validators=[validate_display_name]
+        label=_("Your display name"), required=False, max_length=100, validators=[validate_display_name]
     )
-    sender_email = forms.EmailField(label="Your email", required=False, validators=[validate_printable])
+    sender_email = forms.EmailField(label=_("Your email"), required=False, validators=[validate_printable])
 
     def __init__(self, *args, default_sender: str, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        hint = f"Leave both blank to send as {default_sender}." if default_sender else ""
-        self.fields["sender_name"].help_text = f"Shown as the sender; replies come back to your email. {hint}"
-        self.fields["sender_email"].help_text = "Optional, but if the name is set this must be too."
+        help_text = _("Shown as the sender; replies come back to your email.")
+        if default_sender:
+            hint = _("Leave both blank to send as %(sender)s.") % {"sender": default_sender}
+            help_text = format_lazy("{} {}", help_text, hint)
+        self.fields["sender_name"].help_text = help_text
+        self.fields["sender_email"].help_text = _("Optional, but if the name is set this must be too.")
 
     def clean_sender_name(self) -> str:
         return self.cleaned_data["sender_name"].strip()
@@ -41,25 +47,25 @@ def _lines(value: str) -> list[str]:
 
 class ResourceListForm(SenderForm):
     recipients = forms.CharField(
-        label="Recipients",
+        label=_("Recipients"),
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
-        help_text=f"Email addresses, one per line (up to {MAX_RECIPIENTS}).",
+        help_text=format_lazy(_("Email addresses, one per line (up to {max})."), max=MAX_RECIPIENTS),
     )
     titles = forms.CharField(
-        label="Titles", widget=forms.Textarea(attrs={"rows": 6}), help_text="The list: one title per line."
+        label=_("Titles"), widget=forms.Textarea(attrs={"rows": 6}), help_text=_("The list: one title per line.")
     )
     note = forms.CharField(
-        label="Note",
+        label=_("Note"),
         required=False,
         max_length=2000,
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="Optional: a few words above the list.",
+        help_text=_("Optional: a few words above the list."),
     )
 
     def clean_recipients(self) -> list[str]:
         addresses = list(dict.fromkeys(_lines(self.cleaned_data["recipients"])))
         if len(addresses) > MAX_RECIPIENTS:
-            raise ValidationError("Send to at most %(max)s recipients at a time.", params={"max": MAX_RECIPIENTS})
+            raise ValidationError(_("Send to at most %(max)s recipients at a time."), params={"max": MAX_RECIPIENTS})
         for address in addresses:
             validate_printable(address)
             validate_email(address)
@@ -68,7 +74,7 @@ class ResourceListForm(SenderForm):
     def clean_titles(self) -> list[str]:
         titles = [line.strip() for line in self.cleaned_data["titles"].splitlines() if line.strip()]
         if len(titles) > MAX_TITLES:
-            raise ValidationError("A list holds at most %(max)s titles.", params={"max": MAX_TITLES})
+            raise ValidationError(_("A list holds at most %(max)s titles."), params={"max": MAX_TITLES})
         for title in titles:
             validate_printable(title)
         return [title[:300] for title in titles]
@@ -81,11 +87,19 @@ class ResourceListForm(SenderForm):
 
 
 class LogFilterForm(forms.Form):
-    status = forms.ChoiceField(label="Status", required=False, choices=[("", "Any status"), *NoticeStatus.choices])
-    kind = forms.ChoiceField(label="Kind", required=False, choices=[("", "Any kind"), *NoticeKind.choices])
-    school = forms.ModelChoiceField(label="School", required=False, queryset=School.objects.none(), empty_label="All")
-    since = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    status = forms.ChoiceField(
+        label=_("Status"), required=False, choices=[("", _("Any status")), *NoticeStatus.choices]
+    )
+    kind = forms.ChoiceField(label=_("Kind"), required=False, choices=[("", _("Any kind")), *NoticeKind.choices])
+    school = forms.ModelChoiceField(
+        label=_("School"), required=False, queryset=School.objects.none(), empty_label=_("All")
+    )
+    since = forms.DateField(
+        label=pgettext_lazy("dates", "From"), required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    until = forms.DateField(
+        label=pgettext_lazy("dates", "To"), required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
 
     def __init__(self, *args, schools: QuerySet[School], **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -5,8 +5,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from django.conf import settings
 from django.db.models import Count, Prefetch, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from settings_app.delivery import cap, render
 from settings_app.delivery.queue import overdue_loans
@@ -29,13 +31,31 @@ def default_sender_label(row: SmtpSettings | None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class LanguageCount:
+    code: str
+    name: str  # in the reader's language
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class OverdueSummary:
-    patrons: Sequence[Patron]  # annotated with `overdue` (a count), for the patron list
+    # Annotated with `overdue` (a count), and `language` resolved to the district's default when blank.
+    patrons: Sequence[Patron]
     items: int
 
     @property
     def reachable(self) -> int:
-        return sum(1 for patron in self.patrons if patron.email and not patron.address_refused)
+        return sum(1 for patron in self.patrons if _reachable(patron))
+
+    @property
+    def by_language(self) -> list[LanguageCount]:
+        """How many of the notices Send would queue go out in each language, in the order of LANGUAGES."""
+        counted = Counter(patron.language for patron in self.patrons if _reachable(patron))
+        return [LanguageCount(code, str(name), counted[code]) for code, name in settings.LANGUAGES if counted[code]]
+
+
+def _reachable(patron: Patron) -> bool:
+    return bool(patron.email) and not patron.address_refused
 
 
 def overdue_summary(school: School, today: date | None = None) -> OverdueSummary:
@@ -46,25 +66,41 @@ def overdue_summary(school: School, today: date | None = None) -> OverdueSummary
         .annotate(overdue=Count("loans"))
         .order_by("name", "id")
     )
+    for patron in patrons:
+        patron.language = patron.language or school.district.default_language
     return OverdueSummary(patrons, sum(patron.overdue for patron in patrons))
 
 
-def first_overdue_preview(
-    school: School, row: SmtpSettings | None, today: date | None = None
-) -> tuple[str, str, str] | None:
-    """Subject, text and HTML of the notice the first reachable patron would get (None when nobody would)."""
+@dataclass(frozen=True, slots=True)
+class Preview:
+    language: str
+    language_name: str  # in the reader's language
+    patron: str
+    subject: str
+    text: str
+    html: str
+
+
+def overdue_previews(school: School, row: SmtpSettings | None, today: date | None = None) -> list[Preview]:
+    """The notice the first reachable patron of each language would get, in the order of LANGUAGES (empty when
+    nobody would get one)."""
     today = today or timezone.localdate()
     loans = list(overdue_loans(school, today).select_related("patron").order_by("patron__name", "patron_id", "due_on"))
-    if not loans:
-        return None
-    patron = loans[0].patron
-    items = [{"title": loan.title, "due": loan.due_on.isoformat()} for loan in loans if loan.patron_id == patron.pk]
+    first: dict[str, Patron] = {}
+    for loan in loans:
+        first.setdefault(loan.patron.language or school.district.default_language, loan.patron)
     name, address = render.sender_of(row)
-    letterhead = render.Letterhead(
-        "overdue", school.name, school.district.name, name, address, bool(school.district.installation.divert_all_to)
-    )
-    letter = render.Letter(patron.name, patron.email, "", items, "<preview@localhost>", timezone.now())
-    return render.render_full(letterhead, letter)
+    diverted = bool(school.district.installation.divert_all_to)
+    previews = []
+    for code, language_name in settings.LANGUAGES:
+        patron = first.get(code)
+        if patron is None:
+            continue
+        items = [{"title": loan.title, "due": loan.due_on.isoformat()} for loan in loans if loan.patron_id == patron.pk]
+        letterhead = render.Letterhead("overdue", school.name, school.district.name, name, address, diverted, code)
+        letter = render.Letter(patron.name, patron.email, "", items, "<preview@localhost>", timezone.now())
+        previews.append(Preview(code, str(language_name), patron.name, *render.render_full(letterhead, letter)))
+    return previews
 
 
 def log_notices(
@@ -95,8 +131,9 @@ def log_notices(
 
 
 def status_counts(notices: QuerySet[Notice]) -> dict[str, int]:
+    """How many notices are in each status, by status value, in the order of NoticeStatus."""
     counted = Counter(dict(notices.order_by().values_list("status").annotate(n=Count("id"))))
-    return {label: counted.get(value, 0) for value, label in NoticeStatus.choices}
+    return {value: counted.get(value, 0) for value in NoticeStatus.values}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +147,7 @@ class ConfigurationStatus:
     @property
     def pause_title(self) -> str:
         advice = pause_advice(self.row)
-        return advice.title if advice else "the mail server setup needs attention"
+        return str(advice.title) if advice else gettext("the mail server setup needs attention")
 
 
 def configuration_statuses(installation: Installation, districts: QuerySet[District]) -> list[ConfigurationStatus]:
@@ -125,7 +162,11 @@ def configuration_statuses(installation: Installation, districts: QuerySet[Distr
     waiting = dict(pending.order_by().values_list("school__district").annotate(n=Count("id")))
     statuses = []
     for row, served in rows.values():
-        label = "Consortium mail server" if row.installation_id else f"{served[0].name}'s mail server"
+        label = (
+            gettext("Consortium mail server")
+            if row.installation_id
+            else gettext("%(district)s's mail server") % {"district": served[0].name}
+        )
         state = getattr(row, "delivery_state", None)
         not_before = state.not_before if state and state.not_before and state.not_before > timezone.now() else None
         count = sum(waiting.get(district.pk, 0) for district in served)

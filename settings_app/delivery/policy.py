@@ -78,7 +78,7 @@ class Verdict:
 
 def category_label(category: str) -> str:
     try:
-        return ADVICE[Category(category)].title
+        return str(ADVICE[Category(category)].title)
     except ValueError:
         return category
 

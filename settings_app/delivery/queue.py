@@ -84,10 +84,13 @@ def notices_queue_overdue(
         )
         by_patron: dict[int, dict] = {}
         loans = overdue_loans(school, today).order_by("patron_id", "due_on", "id")
-        for patron_id, name, email, title, due_on in loans.values_list(
-            "patron_id", "patron__name", "patron__email", "title", "due_on"
+        for patron_id, name, email, language, title, due_on in loans.values_list(
+            "patron_id", "patron__name", "patron__email", "patron__language", "title", "due_on"
         ):
-            entry = by_patron.setdefault(patron_id, {"name": name, "email": email, "items": []})
+            entry = by_patron.setdefault(
+                patron_id,
+                {"name": name, "email": email, "language": language or school.district.default_language, "items": []},
+            )
             entry["items"].append({"title": title, "due": due_on.isoformat()})
         now = timezone.now()
         notices = [
@@ -99,6 +102,7 @@ def notices_queue_overdue(
                 "recipient_email": entry["email"],
                 "sender_name": sender_name,
                 "sender_email": sender_email,
+                "language": entry["language"],
                 "items": entry["items"],
                 "message_id": new_message_id(domain),
                 "created_at": now,
@@ -127,16 +131,18 @@ def notices_queue_resource_list(
     """Queue one Resource List message per recipient (raises EmailNotSetUp without a mail server)."""
     row = _configuration(school)
     domain = school.district.installation.effective_ehlo_name  # every attempt sends this same Message-ID
-    known = Patron.objects.filter(school=school, email__in=recipients).values_list("email", "id", "name")
-    patrons = {email: (pk, name) for email, pk, name in known}
+    known = Patron.objects.filter(school=school, email__in=recipients).values_list("email", "id", "name", "language")
+    patrons = {email: (pk, name, language) for email, pk, name, language in known}
+    default_language = school.district.default_language  # addresses of no patron, and patrons who chose none
     now = timezone.now()
     with transaction.atomic():
         notices = [
             {
                 "kind": NoticeKind.RESOURCE_LIST,
                 "school_id": school.pk,
-                "patron_id": patrons.get(address, (None, ""))[0],
-                "recipient_name": clean_name(patrons.get(address, (None, ""))[1]),
+                "patron_id": patrons.get(address, (None, "", ""))[0],
+                "recipient_name": clean_name(patrons.get(address, (None, "", ""))[1]),
+                "language": patrons.get(address, (None, "", ""))[2] or default_language,
                 "recipient_email": address,
                 "sender_name": sender_name,
                 "sender_email": sender_email,

@@ -7,6 +7,10 @@ slots; each notice then fills the slots with its own values, escaped exactly as 
 folded once by the email package; per notice only To, Date and Message-ID are written, and the two bodies are
 quoted-printable encoded (by binascii, in C).
 
+Each notice is written in its recipient's language (`Letterhead.language`): a skeleton is compiled, and the dates
+formatted, inside `translation.override` of that language, so a batch keeps one compiled skeleton per language and
+no notice pays for switching languages.
+
 Template rules, checked when a skeleton is compiled: a slot (`recipient_name`, `original_recipient`, `note`,
 `items`; in item templates `title`, `due`) is printed as `{{ slot }}` (HTML may use `{{ note|linebreaksbr }}`), never
 tested or filtered otherwise; conditions use the flags `has_name`, `has_note` and `diverted`.
@@ -29,7 +33,7 @@ from functools import lru_cache
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.template.loader import render_to_string
-from django.utils import formats
+from django.utils import formats, translation
 from django.utils.safestring import mark_safe
 
 from settings_app.models import SmtpSettings
@@ -74,6 +78,7 @@ class Letterhead:
     sender_name: str
     sender_email: str
     diverted: bool
+    language: str = settings.LANGUAGE_CODE
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +118,10 @@ def ascii_address(value: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def format_due(iso_date: str) -> str:
-    return formats.date_format(date.fromisoformat(iso_date), "DATE_FORMAT")
+def format_due(iso_date: str, language: str) -> str:
+    """A due date as the language writes dates ("7 December 2026", "7 de diciembre de 2026")."""
+    with translation.override(language):
+        return formats.date_format(date.fromisoformat(iso_date), "DATE_FORMAT")
 
 
 def _flags(letterhead: Letterhead, letter: Letter) -> dict[str, bool]:
@@ -132,21 +139,28 @@ def _tidy(body: str) -> str:
 
 
 def subject(letterhead: Letterhead) -> str:
-    """The subject line: one line, no control characters whatever the school's name holds."""
-    raw = render_to_string(f"mail/{letterhead.kind}_subject.txt", _constants(letterhead))
+    """The subject line in the letterhead's language: one line, no control characters whatever the school's name
+    holds."""
+    with translation.override(letterhead.language):
+        raw = render_to_string(f"mail/{letterhead.kind}_subject.txt", _constants(letterhead))
     cleaned = "".join(" " if unicodedata.category(ch)[0] in "CZ" else ch for ch in raw)
     return " ".join(cleaned.split())
 
 
-def _item_values(item: Mapping[str, str]) -> dict[str, str]:
+def _item_values(item: Mapping[str, str], language: str) -> dict[str, str]:
     due = item.get("due")
-    return {"title": item["title"], "due": format_due(due) if due else ""}
+    return {"title": item["title"], "due": format_due(due, language) if due else ""}
 
 
 def render_full(letterhead: Letterhead, letter: Letter) -> tuple[str, str, str]:
     """Subject, text and HTML through Django's templates alone: the preview, and the reference for the fast path."""
+    with translation.override(letterhead.language):
+        return _render_full(letterhead, letter)
+
+
+def _render_full(letterhead: Letterhead, letter: Letter) -> tuple[str, str, str]:
     constants = {**_constants(letterhead), **_flags(letterhead, letter)}
-    items = [_item_values(item) for item in letter.items]
+    items = [_item_values(item, letterhead.language) for item in letter.items]
     values = {
         "recipient_name": letter.recipient_name,
         "original_recipient": letter.recipient_email,
@@ -197,12 +211,18 @@ def _fold(name: str, value: str) -> bytes:
 
 
 def _compile(letterhead: Letterhead, flags: Mapping[str, bool]) -> _Skeleton:
+    with translation.override(letterhead.language):
+        return _compile_in_language(letterhead, flags)
+
+
+def _compile_in_language(letterhead: Letterhead, flags: Mapping[str, bool]) -> _Skeleton:
     kind = letterhead.kind
     context = {**_constants(letterhead), **flags}
     sender = str(Address(display_name=letterhead.sender_name, addr_spec=ascii_address(letterhead.sender_email)))
     boundary = f"==dm_{secrets.token_hex(12)}"  # "==" never occurs in quoted-printable text
     head = [_fold("From", sender), _fold("Reply-To", sender), _fold("Subject", subject(letterhead))]
     head.append(b"MIME-Version: 1.0\r\n")
+    head.append(_fold("Content-Language", letterhead.language))
     if kind == "overdue":
         head.append(b"Auto-Submitted: auto-generated\r\n")
     head.append(f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'.encode())
@@ -268,10 +288,10 @@ class NoticeWriter:
 
     def bodies(self, letterhead: Letterhead, letter: Letter) -> tuple[str, str]:
         """The text and HTML bodies, identical to `render_full`'s."""
-        return self._bodies(self._skeleton(letterhead, _flags(letterhead, letter)), letter)
+        return self._bodies(self._skeleton(letterhead, _flags(letterhead, letter)), letter, letterhead.language)
 
-    def _bodies(self, skeleton: _Skeleton, letter: Letter) -> tuple[str, str]:
-        items = [_item_values(item) for item in letter.items]
+    def _bodies(self, skeleton: _Skeleton, letter: Letter, language: str) -> tuple[str, str]:
+        items = [_item_values(item, language) for item in letter.items]
         text_values = {
             "recipient_name": letter.recipient_name,
             "original_recipient": letter.recipient_email,
@@ -287,7 +307,7 @@ class NoticeWriter:
     def message(self, letterhead: Letterhead, letter: Letter) -> bytes:
         """The whole message: CRLF line endings, not dot-stuffed. Raises ValueError for an unsendable address."""
         skeleton = self._skeleton(letterhead, _flags(letterhead, letter))
-        text_body, html_body = self._bodies(skeleton, letter)
+        text_body, html_body = self._bodies(skeleton, letter, letterhead.language)
         return b"".join(
             (
                 skeleton.head,

@@ -61,6 +61,7 @@ _NOTICE_FIELDS = (
     "sender_name",
     "sender_email",
     "note",
+    "language",
     "items",
     "message_id",
     "created_at",
@@ -191,7 +192,7 @@ class Chunk:
 def _letterhead(plan: Plan, row: dict) -> render.Letterhead:
     school, district = plan.schools[row["school_id"]]
     name, email = (row["sender_name"], row["sender_email"]) if row["sender_email"] else plan.default_sender
-    return render.Letterhead(row["kind"], school, district, name, email, bool(plan.divert_to))
+    return render.Letterhead(row["kind"], school, district, name, email, bool(plan.divert_to), row["language"])
 
 
 def _letter(row: dict) -> render.Letter:

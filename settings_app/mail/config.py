@@ -5,14 +5,15 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Transport(models.TextChoices):
-    NONE = "none", "None (plain text)"
-    SSL = "ssl", "SSL (implicit TLS)"
-    TLS = "tls", "TLS (STARTTLS)"
+    NONE = "none", _("None (plain text)")
+    SSL = "ssl", _("SSL (implicit TLS)")
+    TLS = "tls", _("TLS (STARTTLS)")
 
     @property
     def default_port(self) -> int:

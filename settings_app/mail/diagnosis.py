@@ -7,14 +7,12 @@ again later may help (transient) and whether the fix lies in the settings (confi
 import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import cast
+from typing import TYPE_CHECKING
 
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy as _
 
-
-def _(text: str) -> str:
-    # Translated when shown; typed as the text it stands for, like the verdicts written before translation.
-    return cast(str, gettext_lazy(text))
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 
 class Category(StrEnum):
@@ -61,206 +59,218 @@ class Category(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Advice:
-    title: str
-    cause: str
-    fix: str
+    title: "StrOrPromise"
+    cause: "StrOrPromise"
+    fix: "StrOrPromise"
     transient: bool = False
     configuration: bool = False
 
 
 ADVICE: dict[Category, Advice] = {
     Category.OK: Advice(
-        "The mail server works",
-        "Destiny Mail connected, secured the connection as configured and was accepted by the server.",
-        "Nothing to do.",
+        _("The mail server works"),
+        _("Destiny Mail connected, secured the connection as configured and was accepted by the server."),
+        _("Nothing to do."),
     ),
     Category.POLICY: Advice(
-        "This destination is not allowed",
-        "Destiny Mail refused to connect to this server address or port before opening any connection.",
-        "Use the public name of your mail server and one of the mail ports (25, 465, 587, 2525). On a "
-        "self-hosted installation the super administrator can allow private networks.",
+        _("This destination is not allowed"),
+        _("Destiny Mail refused to connect to this server address or port before opening any connection."),
+        _(
+            "Use the public name of your mail server and one of the mail ports (25, 465, 587, 2525). On a "
+            "self-hosted installation the super administrator can allow private networks."
+        ),
         configuration=True,
     ),
     Category.DNS: Advice(
-        "The server name does not exist",
-        "The name in the SMTP server field could not be found in DNS.",
-        "Check the spelling of the server name, or ask your mail provider for the right one.",
+        _("The server name does not exist"),
+        _("The name in the SMTP server field could not be found in DNS."),
+        _("Check the spelling of the server name, or ask your mail provider for the right one."),
         configuration=True,
     ),
     Category.DNS_TEMPORARY: Advice(
-        "The server name could not be looked up right now",
-        "The DNS lookup of the server name failed or took too long.",
-        "Try again in a few minutes; if it keeps happening, check the server name.",
+        _("The server name could not be looked up right now"),
+        _("The DNS lookup of the server name failed or took too long."),
+        _("Try again in a few minutes; if it keeps happening, check the server name."),
         transient=True,
     ),
     Category.CONNECT_REFUSED: Advice(
-        "The server refused the connection",
-        "Nothing is accepting connections on this port at this address.",
-        "Check the port number, and that the mail server is running.",
+        _("The server refused the connection"),
+        _("Nothing is accepting connections on this port at this address."),
+        _("Check the port number, and that the mail server is running."),
         transient=True,
     ),
     Category.UNREACHABLE: Advice(
-        "The server cannot be reached",
-        "The network reported that there is no route to this address.",
-        "Check the server address; if it is right, the network between us and the server is down.",
+        _("The server cannot be reached"),
+        _("The network reported that there is no route to this address."),
+        _("Check the server address; if it is right, the network between us and the server is down."),
         transient=True,
     ),
     Category.TIMEOUT: Advice(
-        "The server did not answer in time",
-        "The server stopped answering, or a firewall silently drops connections to this port.",
-        "Check the port, and ask whoever runs the network whether outgoing connections to it are allowed.",
+        _("The server did not answer in time"),
+        _("The server stopped answering, or a firewall silently drops connections to this port."),
+        _("Check the port, and ask whoever runs the network whether outgoing connections to it are allowed."),
         transient=True,
     ),
     Category.CONNECTION_LOST: Advice(
-        "The server closed the connection",
-        "The connection ended unexpectedly in the middle of the conversation.",
-        "Try again; if it keeps happening, ask your mail provider whether they block our server.",
+        _("The server closed the connection"),
+        _("The connection ended unexpectedly in the middle of the conversation."),
+        _("Try again; if it keeps happening, ask your mail provider whether they block our server."),
         transient=True,
     ),
     Category.PROTOCOL: Advice(
-        "This is not a mail server",
-        "Something answers on this port, but it does not speak SMTP.",
-        "Check the port: mail servers usually listen on 587 (TLS), 465 (SSL) or 25.",
+        _("This is not a mail server"),
+        _("Something answers on this port, but it does not speak SMTP."),
+        _("Check the port: mail servers usually listen on 587 (TLS), 465 (SSL) or 25."),
         configuration=True,
     ),
     Category.WRONG_TRANSPORT_SSL_ON_STARTTLS_PORT: Advice(
-        "SSL was chosen, but this port expects TLS (STARTTLS)",
-        "The server started a plain SMTP conversation while Destiny Mail expected encryption from the "
-        "first byte (SSL).",
-        "Set the transport protocol to TLS for this port (usually 587), or use the SSL port (usually 465).",
+        _("SSL was chosen, but this port expects TLS (STARTTLS)"),
+        _(
+            "The server started a plain SMTP conversation while Destiny Mail expected encryption from the "
+            "first byte (SSL)."
+        ),
+        _("Set the transport protocol to TLS for this port (usually 587), or use the SSL port (usually 465)."),
         configuration=True,
     ),
     Category.WRONG_TRANSPORT_STARTTLS_ON_SSL_PORT: Advice(
-        "TLS (STARTTLS) or None was chosen, but this port expects SSL",
-        "The server waits for encryption from the first byte (SSL), so it never sent a plain SMTP greeting.",
-        "Set the transport protocol to SSL for this port (usually 465), or use the TLS port (usually 587).",
+        _("TLS (STARTTLS) or None was chosen, but this port expects SSL"),
+        _("The server waits for encryption from the first byte (SSL), so it never sent a plain SMTP greeting."),
+        _("Set the transport protocol to SSL for this port (usually 465), or use the TLS port (usually 587)."),
         configuration=True,
     ),
     Category.STARTTLS_MISSING: Advice(
-        "The server does not offer TLS (STARTTLS)",
-        "The transport is TLS, but the server did not offer to encrypt the connection. Destiny Mail never "
-        "falls back to sending without encryption.",
-        "Use the port where your server offers STARTTLS (usually 587), or SSL on port 465.",
+        _("The server does not offer TLS (STARTTLS)"),
+        _(
+            "The transport is TLS, but the server did not offer to encrypt the connection. Destiny Mail never "
+            "falls back to sending without encryption."
+        ),
+        _("Use the port where your server offers STARTTLS (usually 587), or SSL on port 465."),
         configuration=True,
     ),
     Category.TLS_FAILED: Advice(
-        "The encrypted connection could not be set up",
-        "The TLS handshake failed; the server may only support outdated encryption.",
-        "Ask your mail provider which TLS versions the server supports (TLS 1.2 or newer is required).",
+        _("The encrypted connection could not be set up"),
+        _("The TLS handshake failed; the server may only support outdated encryption."),
+        _("Ask your mail provider which TLS versions the server supports (TLS 1.2 or newer is required)."),
         configuration=True,
     ),
     Category.CERT_UNTRUSTED: Advice(
-        "The server's certificate is not trusted",
-        "The certificate is not signed by a certificate authority Destiny Mail trusts.",
-        "Use the server's public name with a certificate from a public CA, or (self-hosted) add your "
-        "private CA to the installation's CA bundle.",
+        _("The server's certificate is not trusted"),
+        _("The certificate is not signed by a certificate authority Destiny Mail trusts."),
+        _(
+            "Use the server's public name with a certificate from a public CA, or (self-hosted) add your "
+            "private CA to the installation's CA bundle."
+        ),
         configuration=True,
     ),
     Category.CERT_EXPIRED: Advice(
-        "The server's certificate has expired",
-        "The certificate is outside its validity period.",
-        "Ask whoever runs the mail server to renew its certificate.",
+        _("The server's certificate has expired"),
+        _("The certificate is outside its validity period."),
+        _("Ask whoever runs the mail server to renew its certificate."),
         configuration=True,
     ),
     Category.CERT_HOSTNAME: Advice(
-        "The certificate belongs to another server name",
-        "The server presented a certificate that is not valid for the name in the SMTP server field.",
-        "Use the exact name the certificate was issued for (for example smtp.example.org rather than an "
-        "IP address or an alias).",
+        _("The certificate belongs to another server name"),
+        _("The server presented a certificate that is not valid for the name in the SMTP server field."),
+        _(
+            "Use the exact name the certificate was issued for (for example smtp.example.org rather than an "
+            "IP address or an alias)."
+        ),
         configuration=True,
     ),
     Category.CA_BUNDLE_INVALID: Advice(
-        "The installation's CA bundle cannot be read",
-        "The CA bundle in the installation settings is not valid PEM certificate text.",
-        "Paste the CA certificate again, including the BEGIN and END lines.",
+        _("The installation's CA bundle cannot be read"),
+        _("The CA bundle in the installation settings is not valid PEM certificate text."),
+        _("Paste the CA certificate again, including the BEGIN and END lines."),
         configuration=True,
     ),
     Category.AUTH_NOT_OFFERED: Advice(
-        "The server does not offer login here",
-        "A user name is set, but the server did not offer authentication on this connection. Many servers "
-        "only offer it once the connection is encrypted.",
-        "Choose TLS or SSL as the transport, or clear the user name if this server needs no login.",
+        _("The server does not offer login here"),
+        _(
+            "A user name is set, but the server did not offer authentication on this connection. Many servers "
+            "only offer it once the connection is encrypted."
+        ),
+        _("Choose TLS or SSL as the transport, or clear the user name if this server needs no login."),
         configuration=True,
     ),
     Category.AUTH_MECHANISM: Advice(
-        "The server offers no login method Destiny Mail can use",
-        "Destiny Mail logs in with PLAIN or LOGIN over an encrypted connection; the server offers neither.",
-        "Ask your mail provider to enable PLAIN or LOGIN authentication for this account.",
+        _("The server offers no login method Destiny Mail can use"),
+        _("Destiny Mail logs in with PLAIN or LOGIN over an encrypted connection; the server offers neither."),
+        _("Ask your mail provider to enable PLAIN or LOGIN authentication for this account."),
         configuration=True,
     ),
     Category.AUTH_REQUIRED: Advice(
-        "The server requires a login",
-        "The server refused to accept mail without authentication.",
-        "Enter the user name and password of the mail account Destiny Mail should send as.",
+        _("The server requires a login"),
+        _("The server refused to accept mail without authentication."),
+        _("Enter the user name and password of the mail account Destiny Mail should send as."),
         configuration=True,
     ),
     Category.PASSWORD_REQUIRED: Advice(
-        "Enter the password",
-        "The server, port, transport or user name changed, so the stored password is not used for it.",
-        "Type the password for this account and test again.",
+        _("Enter the password"),
+        _("The server, port, transport or user name changed, so the stored password is not used for it."),
+        _("Type the password for this account and test again."),
         configuration=True,
     ),
     Category.AUTH_FAILED: Advice(
-        "The user name or password was not accepted",
-        "The server rejected the login.",
-        "Check the user name (often the full email address) and type the password again.",
+        _("The user name or password was not accepted"),
+        _("The server rejected the login."),
+        _("Check the user name (often the full email address) and type the password again."),
         configuration=True,
     ),
     Category.GMAIL_APP_PASSWORD: Advice(
-        "Google requires an app password",
-        "This Google account uses 2-Step Verification, so Google does not accept its normal password for SMTP.",
-        "Create an app password in the Google account's security settings and use it as the password.",
+        _("Google requires an app password"),
+        _("This Google account uses 2-Step Verification, so Google does not accept its normal password for SMTP."),
+        _("Create an app password in the Google account's security settings and use it as the password."),
         configuration=True,
     ),
     Category.M365_BASIC_AUTH_DISABLED: Advice(
-        "Microsoft 365 has SMTP login turned off",
-        "SMTP AUTH is disabled for this Microsoft 365 tenant or mailbox.",
-        "Ask your Microsoft 365 administrator to enable Authenticated SMTP for this mailbox.",
+        _("Microsoft 365 has SMTP login turned off"),
+        _("SMTP AUTH is disabled for this Microsoft 365 tenant or mailbox."),
+        _("Ask your Microsoft 365 administrator to enable Authenticated SMTP for this mailbox."),
         configuration=True,
     ),
     Category.SERVER_BUSY: Advice(
-        "The server is busy",
-        "The server replied 421: it is closing the connection and asks to be tried later.",
-        "Wait a few minutes and try again.",
+        _("The server is busy"),
+        _("The server replied 421: it is closing the connection and asks to be tried later."),
+        _("Wait a few minutes and try again."),
         transient=True,
     ),
     Category.TEMPORARY_FAILURE: Advice(
-        "The server asked to try again later",
-        "The server gave a temporary (4xx) refusal.",
-        "Wait a few minutes and try again.",
+        _("The server asked to try again later"),
+        _("The server gave a temporary (4xx) refusal."),
+        _("Wait a few minutes and try again."),
         transient=True,
     ),
     Category.SENDER_REJECTED: Advice(
-        "The server refused the sender address",
-        "The server does not allow this account to send as the From address.",
-        "Use a From address that belongs to the mail account, or ask your provider to allow it.",
+        _("The server refused the sender address"),
+        _("The server does not allow this account to send as the From address."),
+        _("Use a From address that belongs to the mail account, or ask your provider to allow it."),
         configuration=True,
     ),
     Category.RELAY_DENIED: Advice(
-        "The server refused to relay the message",
-        "The server only accepts mail for its own domains from clients that are not logged in or allowed.",
-        "Enter a user name and password, or ask whoever runs the server to allow relaying from our server.",
+        _("The server refused to relay the message"),
+        _("The server only accepts mail for its own domains from clients that are not logged in or allowed."),
+        _("Enter a user name and password, or ask whoever runs the server to allow relaying from our server."),
         configuration=True,
     ),
     Category.RECIPIENT_REJECTED: Advice(
-        "The server refused the recipient",
-        "The recipient address was rejected, for example because the mailbox does not exist.",
-        "Check the recipient address.",
+        _("The server refused the recipient"),
+        _("The recipient address was rejected, for example because the mailbox does not exist."),
+        _("Check the recipient address."),
     ),
     Category.INVALID_ADDRESS: Advice(
-        "An address cannot be sent through this server",
-        "An address is malformed, or uses characters this server does not accept.",
-        "Check the sender and recipient addresses.",
+        _("An address cannot be sent through this server"),
+        _("An address is malformed, or uses characters this server does not accept."),
+        _("Check the sender and recipient addresses."),
     ),
     Category.DATA_REJECTED: Advice(
-        "The server refused the message",
-        "The server rejected the message content (for example its size or a spam filter).",
-        "Read the server's reply below; ask your mail provider if it is unclear.",
+        _("The server refused the message"),
+        _("The server rejected the message content (for example its size or a spam filter)."),
+        _("Read the server's reply below; ask your mail provider if it is unclear."),
     ),
     Category.SERVER_ERROR: Advice(
-        "The server answered with an error",
-        "The server refused a step of the conversation.",
-        "Read the server's reply below; ask your mail provider if it is unclear.",
+        _("The server answered with an error"),
+        _("The server refused a step of the conversation."),
+        _("Read the server's reply below; ask your mail provider if it is unclear."),
     ),
     Category.OAUTH_NOT_CONNECTED: Advice(
         _("The mail account is not connected"),
@@ -345,15 +355,15 @@ class StepKind(StrEnum):
 
     @property
     def label(self) -> str:
-        return _STEP_LABELS[self]
+        return str(_STEP_LABELS[self])
 
 
 _STEP_LABELS = {
     StepKind.TOKEN: _("Get access token"),
-    StepKind.RESOLVE: "Resolve",
-    StepKind.CONNECT: "Connect",
-    StepKind.TLS: "TLS handshake",
-    StepKind.GREETING: "Greeting",
+    StepKind.RESOLVE: _("Resolve"),
+    StepKind.CONNECT: _("Connect"),
+    StepKind.TLS: _("TLS handshake"),
+    StepKind.GREETING: _("Greeting"),
     StepKind.EHLO: "EHLO",
     StepKind.STARTTLS: "STARTTLS",
     StepKind.AUTH: "AUTH",
@@ -401,7 +411,7 @@ class SmtpProblem(Exception):
         self.reply = reply
 
     def __str__(self) -> str:
-        return f"{ADVICE[self.category].title}: {self.detail}" if self.detail else ADVICE[self.category].title
+        return f"{ADVICE[self.category].title}: {self.detail}" if self.detail else str(ADVICE[self.category].title)
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,15 +439,15 @@ class Diagnosis:
 
     @property
     def title(self) -> str:
-        return self.advice.title
+        return str(self.advice.title)
 
     @property
     def cause(self) -> str:
-        return self.advice.cause
+        return str(self.advice.cause)
 
     @property
     def fix(self) -> str:
-        return self.advice.fix
+        return str(self.advice.fix)
 
     @property
     def transient(self) -> bool:

@@ -9,7 +9,8 @@ from email.utils import make_msgid, parseaddr
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext
 
 
 def format_address(name: str, addr: str) -> str:
@@ -70,16 +71,16 @@ def check_sender(name: str, addr: str, *, domain: str) -> None:
         "mime-version",
     }
     if {key.lower() for key in parsed} != expected:
-        raise ValueError("the value would add or break a header")
+        raise ValueError(gettext("The value would add or break a header."))
     (address,) = parsed["From"].addresses
     if (address.display_name, address.addr_spec) != (name, addr):
-        raise ValueError("the value does not survive being written into a message")
+        raise ValueError(gettext("The value does not survive being written into a message."))
 
 
 def build_test_message(
     *, scope_name: str, sent_by: str, destination: str, from_name: str, from_email: str, to: str, domain: str
 ) -> tuple[MimeMessage, str, str]:
-    """The fixed Test email, naming the scope, who sent it and when.
+    """The fixed Test email, naming the scope, who sent it and when, in the active language (the sender's).
 
     Returns the message, its envelope sender, and a note when the installation's default sender stood in for a
     blank From/Reply-To.
@@ -88,7 +89,9 @@ def build_test_message(
         sender, note = format_address(from_name, from_email), ""
     else:
         sender = settings.DEFAULT_FROM_EMAIL
-        note = f"From/Reply-To is blank, so the installation's default sender {sender} was used."
+        note = gettext("From/Reply-To is blank, so the installation's default sender %(sender)s was used.") % {
+            "sender": sender
+        }
     context = {"scope_name": scope_name, "sent_by": sent_by, "now": timezone.now(), "destination": destination}
     message = build_message(
         sender=sender,
@@ -97,5 +100,6 @@ def build_test_message(
         subject=render_to_string("mail/test_email_subject.txt", context).strip(),
         text=render_to_string("mail/test_email.txt", context),
         message_id=new_message_id(domain),
+        extra_headers={"Content-Language": translation.get_language()},
     )
     return message, parseaddr(sender)[1], note

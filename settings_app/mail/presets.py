@@ -1,16 +1,25 @@
 """Known mail providers: what fills the server fields, and what an administrator must know about each."""
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from settings_app.mail.config import Transport
 
-OAUTH_PROPOSAL = (
-    " Recommended instead of a password: Authentication: Sign in with Microsoft 365 / Google (OAuth 2.0), below."
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
+OAUTH_PROPOSAL = _(
+    "Recommended instead of a password: Authentication: Sign in with Microsoft 365 / Google (OAuth 2.0), below."
 )
-TWO_STEP_CAVEAT = (
-    "Turn on 2-Step Verification and create an app password; the account's usual one is refused." + OAUTH_PROPOSAL
+TWO_STEP_CAVEAT = format_lazy(
+    "{} {}",
+    _("Turn on 2-Step Verification and create an app password; the account's usual one is refused."),
+    OAUTH_PROPOSAL,
 )
-BASIC_AUTH_RETIRING = (
+BASIC_AUTH_RETIRING = _(
     "Microsoft is retiring basic authentication (user ID and password) for SMTP; check that it is still allowed "
     "for this mailbox."
 )
@@ -23,7 +32,7 @@ class Preset:
     host: str
     port: int
     transport: Transport
-    caveat: str
+    caveat: "StrOrPromise"
     domains: tuple[str, ...] = ()
 
 
@@ -44,7 +53,7 @@ PRESETS: tuple[Preset, ...] = (
         "smtp-mail.outlook.com",
         587,
         Transport.TLS,
-        "The seed's smtp.live.com on port 25 is gone. " + BASIC_AUTH_RETIRING,
+        format_lazy("{} {}", _("The seed's smtp.live.com on port 25 is gone."), BASIC_AUTH_RETIRING),
         ("outlook.com", "hotmail.com", "live.com", "msn.com"),
     ),
     Preset(
@@ -53,9 +62,12 @@ PRESETS: tuple[Preset, ...] = (
         "smtp.office365.com",
         587,
         Transport.TLS,
-        "SMTP AUTH must be enabled for the mailbox (and not disabled for the tenant). "
-        + BASIC_AUTH_RETIRING
-        + OAUTH_PROPOSAL,
+        format_lazy(
+            "{} {} {}",
+            _("SMTP AUTH must be enabled for the mailbox (and not disabled for the tenant)."),
+            BASIC_AUTH_RETIRING,
+            OAUTH_PROPOSAL,
+        ),
     ),
     Preset(
         "yahoo",
@@ -63,7 +75,7 @@ PRESETS: tuple[Preset, ...] = (
         "smtp.mail.yahoo.com",
         465,
         Transport.SSL,
-        "Create an app password in the Yahoo account's security settings.",
+        _("Create an app password in the Yahoo account's security settings."),
         ("yahoo.com", "ymail.com"),
     ),
     Preset(
@@ -72,7 +84,7 @@ PRESETS: tuple[Preset, ...] = (
         "smtp.mail.yahoo.com",
         587,
         Transport.TLS,
-        "Create an app password in the Yahoo account's security settings.",
+        _("Create an app password in the Yahoo account's security settings."),
     ),
     Preset(
         "yahoo-plus",
@@ -80,7 +92,7 @@ PRESETS: tuple[Preset, ...] = (
         "plus.smtp.mail.yahoo.com",
         465,
         Transport.SSL,
-        "Create an app password in the Yahoo account's security settings.",
+        _("Create an app password in the Yahoo account's security settings."),
     ),
     Preset(
         "icloud",
@@ -88,7 +100,7 @@ PRESETS: tuple[Preset, ...] = (
         "smtp.mail.me.com",
         587,
         Transport.TLS,
-        "Use an app-specific password from the Apple Account; the user ID is the full iCloud address.",
+        _("Use an app-specific password from the Apple Account; the user ID is the full iCloud address."),
         ("icloud.com", "me.com", "mac.com"),
     ),
     Preset(
@@ -97,8 +109,10 @@ PRESETS: tuple[Preset, ...] = (
         "smtp.sendgrid.net",
         587,
         Transport.TLS,
-        "The user ID is the word apikey and the password is a SendGrid API key; the From email must be a "
-        "verified sender.",
+        _(
+            "The user ID is the word apikey and the password is a SendGrid API key; the From email must be a "
+            "verified sender."
+        ),
     ),
     Preset(
         "ses",
@@ -106,8 +120,10 @@ PRESETS: tuple[Preset, ...] = (
         "email-smtp.us-east-1.amazonaws.com",
         587,
         Transport.TLS,
-        "Use SES SMTP credentials (not IAM access keys); the host names your AWS region; the From email or its "
-        "domain must be verified.",
+        _(
+            "Use SES SMTP credentials (not IAM access keys); the host names your AWS region; the From email or its "
+            "domain must be verified."
+        ),
     ),
     Preset(
         "mailgun",
@@ -115,7 +131,7 @@ PRESETS: tuple[Preset, ...] = (
         "smtp.mailgun.org",
         587,
         Transport.TLS,
-        "Use the domain's SMTP login and password from the Mailgun control panel.",
+        _("Use the domain's SMTP login and password from the Mailgun control panel."),
     ),
 )
 BY_KEY = {preset.key: preset for preset in PRESETS}

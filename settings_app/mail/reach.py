@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
+
 from settings_app.mail.config import IPNetwork, ReachPolicy, SmtpConfig
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -118,16 +121,19 @@ async def vet_https(url: str, policy: ReachPolicy, *, seconds: float, public_hos
     """
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
-        raise DestinationRefused("Identity provider endpoints must be https:// addresses.")
+        raise DestinationRefused(_("Identity provider endpoints must be https:// addresses."))
     host = normalize_host(parts.hostname)
     try:
         port = parts.port or 443
     except ValueError as exc:
-        raise DestinationRefused("The identity provider's address has an invalid port.") from exc
+        raise DestinationRefused(_("The identity provider's address has an invalid port.")) from exc
     if policy.hosted and (host not in public_hosts or port != 443):
         raise DestinationRefused(
-            f"“{host}” is not a known identity provider. Hosted Destiny Mail signs in only with Microsoft 365 "
-            "and Google."
+            _(
+                "“%(host)s” is not a known identity provider. Hosted Destiny Mail signs in only with Microsoft 365 "
+                "and Google."
+            )
+            % {"host": host}
         )
     check_name(host, policy)
     endpoints = await _resolve(host, port, seconds=seconds)
@@ -149,30 +155,38 @@ def normalize_host(host: str) -> str:
     try:
         ascii_host = candidate.encode("idna").decode("ascii")
     except UnicodeError as exc:
-        raise DestinationRefused(f"“{host}” is not a valid server name.") from exc
+        raise DestinationRefused(_("“%(host)s” is not a valid server name.") % {"host": host}) from exc
     if not ascii_host or len(ascii_host) > 253 or not all(map(_LABEL.fullmatch, ascii_host.split("."))):
-        raise DestinationRefused(f"“{host}” is not a valid server name (only a name or an IP address, no port).")
+        raise DestinationRefused(
+            _("“%(host)s” is not a valid server name (only a name or an IP address, no port).") % {"host": host}
+        )
     return ascii_host
 
 
 def check_name(host: str, policy: ReachPolicy) -> None:
     """Refuse names that point at metadata services (always) or only exist inside a network (hosted)."""
     if host in METADATA_NAMES:
-        raise DestinationRefused(f"“{host}” is a cloud metadata service; Destiny Mail never connects to it.")
+        raise DestinationRefused(
+            _("“%(host)s” is a cloud metadata service; Destiny Mail never connects to it.") % {"host": host}
+        )
     if policy.hosted and (host == "localhost" or host.endswith(LOCAL_NAME_SUFFIXES)):
         raise DestinationRefused(
-            f"“{host}” is a local network name. Hosted Destiny Mail only connects to mail servers on the "
-            "public internet."
+            _(
+                "“%(host)s” is a local network name. Hosted Destiny Mail only connects to mail servers on the "
+                "public internet."
+            )
+            % {"host": host}
         )
 
 
 def check_port(port: int, policy: ReachPolicy) -> None:
     """Refuse ports outside 1-65535, and anything but the mail ports in hosted mode."""
     if not 0 < port < 65536:
-        raise DestinationRefused(f"Port {port} does not exist (ports go from 1 to 65535).")
+        raise DestinationRefused(_("Port %(port)s does not exist (ports go from 1 to 65535).") % {"port": port})
     if policy.hosted and port not in MAIL_PORTS:
         raise DestinationRefused(
-            f"Port {port} is not a mail port. Hosted Destiny Mail only connects to ports 25, 465, 587 and 2525."
+            _("Port %(port)s is not a mail port. Hosted Destiny Mail only connects to ports 25, 465, 587 and 2525.")
+            % {"port": port}
         )
 
 
@@ -182,39 +196,44 @@ async def _resolve(host: str, port: int, *, seconds: float) -> tuple[Endpoint, .
         async with asyncio.timeout(seconds):
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     except TimeoutError as exc:
-        raise HostNotFound(f"Looking up “{host}” took longer than {seconds:g} s.", temporary=True) from exc
+        raise HostNotFound(
+            _("Looking up “%(host)s” took longer than %(seconds)s s.") % {"host": host, "seconds": f"{seconds:g}"},
+            temporary=True,
+        ) from exc
     except socket.gaierror as exc:
         raise _not_found(host, exc) from exc
     except UnicodeError as exc:
-        raise DestinationRefused(f"“{host}” is not a valid server name.") from exc
+        raise DestinationRefused(_("“%(host)s” is not a valid server name.") % {"host": host}) from exc
     endpoints = {
         info[4][0]: Endpoint(ipaddress.ip_address(info[4][0]), info[0], info[4])
         for info in infos
         if info[0] in (socket.AF_INET, socket.AF_INET6)
     }
     if not endpoints:
-        raise HostNotFound(f"“{host}” has no IPv4 or IPv6 address.")
+        raise HostNotFound(_("“%(host)s” has no IPv4 or IPv6 address.") % {"host": host})
     return tuple(endpoints.values())
 
 
 def _not_found(host: str, exc: socket.gaierror) -> HostNotFound:
     if exc.errno in (socket.EAI_AGAIN, socket.EAI_FAIL):
-        return HostNotFound(f"The DNS lookup of “{host}” failed for now.", temporary=True)
-    return HostNotFound(f"“{host}” was not found in DNS.")
+        return HostNotFound(_("The DNS lookup of “%(host)s” failed for now.") % {"host": host}, temporary=True)
+    return HostNotFound(_("“%(host)s” was not found in DNS.") % {"host": host})
 
 
 def judge(address: IPAddress, policy: ReachPolicy) -> str | None:
     """Why `address` may not be reached under `policy` ("a loopback address", ...), or None when it may."""
     target = embedded_ipv4(address) or address
     if address in METADATA_ADDRESSES or target in METADATA_ADDRESSES:
-        return "a cloud metadata service; Destiny Mail never connects to it"
+        return _("a cloud metadata service; Destiny Mail never connects to it")
     if target.is_unspecified or target.is_multicast or target == _BROADCAST:
-        return f"{describe(target)}, not the address of one server"
+        return _("%(kind)s, not the address of one server") % {"kind": describe(target)}
     if is_public(target) or (not policy.hosted and _in_allowed_networks(target, policy.allowed_networks)):
         return None
     if policy.hosted:
-        return f"{describe(target)}. Hosted Destiny Mail only connects to mail servers on the public internet"
-    return f"{describe(target)}, outside the networks the super administrator allowed"
+        return _("%(kind)s. Hosted Destiny Mail only connects to mail servers on the public internet") % {
+            "kind": describe(target)
+        }
+    return _("%(kind)s, outside the networks the super administrator allowed") % {"kind": describe(target)}
 
 
 def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
@@ -243,19 +262,19 @@ def is_public(address: IPAddress) -> bool:
 def describe(address: IPAddress) -> str:
     """What kind of non-public address this is, for the admin."""
     checks: tuple[tuple[bool, str], ...] = (
-        (address.is_unspecified, "the unspecified address (this machine)"),
-        (address.is_loopback, "a loopback address (this machine itself)"),
-        (address.is_multicast, "a multicast address"),
-        (address == _BROADCAST, "the broadcast address"),
-        (address.is_link_local, "a link-local address"),
-        (isinstance(address, ipaddress.IPv6Address) and address.is_site_local, "a site-local address"),
-        (address in _CGNAT, "a carrier-grade NAT (shared) address"),
-        (any(address in net for net in _DOCUMENTATION), "an address reserved for documentation"),
-        (address in _BENCHMARKING, "an address reserved for benchmarking"),
-        (address.is_reserved, "a reserved address"),
-        (address.is_private, "a private network address"),
+        (address.is_unspecified, gettext_noop("the unspecified address (this machine)")),
+        (address.is_loopback, gettext_noop("a loopback address (this machine itself)")),
+        (address.is_multicast, gettext_noop("a multicast address")),
+        (address == _BROADCAST, gettext_noop("the broadcast address")),
+        (address.is_link_local, gettext_noop("a link-local address")),
+        (isinstance(address, ipaddress.IPv6Address) and address.is_site_local, gettext_noop("a site-local address")),
+        (address in _CGNAT, gettext_noop("a carrier-grade NAT (shared) address")),
+        (any(address in net for net in _DOCUMENTATION), gettext_noop("an address reserved for documentation")),
+        (address in _BENCHMARKING, gettext_noop("an address reserved for benchmarking")),
+        (address.is_reserved, gettext_noop("a reserved address")),
+        (address.is_private, gettext_noop("a private network address")),
     )
-    return next((text for matches, text in checks if matches), "not a public internet address")
+    return _(next((text for matches, text in checks if matches), gettext_noop("not a public internet address")))
 
 
 def _in_allowed_networks(address: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
@@ -269,7 +288,15 @@ def _in_allowed_networks(address: IPAddress, networks: tuple[IPNetwork, ...]) ->
 
 def _about(host: str, address: IPAddress, reason: str) -> str:
     embedded = embedded_ipv4(address)
-    shown = f"{address} (that is {embedded})" if embedded else str(address)
+    shown = (
+        _("%(address)s (that is %(embedded)s)") % {"address": address, "embedded": embedded}
+        if embedded
+        else str(address)
+    )
     if host == str(address):
-        return f"{shown} is {reason}."
-    return f"“{host}” resolves to {shown}, which is {reason}."
+        return _("%(address)s is %(reason)s.") % {"address": shown, "reason": reason}
+    return _("“%(host)s” resolves to %(address)s, which is %(reason)s.") % {
+        "host": host,
+        "address": shown,
+        "reason": reason,
+    }

@@ -1,5 +1,7 @@
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from settings_app.models.scopes import School
 
@@ -10,6 +12,14 @@ class Patron(models.Model):
     school = models.ForeignKey(School, on_delete=models.CASCADE, related_name="patrons")
     name = models.CharField(max_length=200)
     email = models.EmailField(blank=True)
+    # The language of the patron's notices; blank: the district's default language.
+    language = models.CharField(
+        _("language"),
+        max_length=8,
+        choices=settings.LANGUAGES,
+        blank=True,
+        help_text=_("Blank: the district's default."),
+    )
     # Set when a mail server refused the address permanently (5xx on RCPT); staff see it on the patron list.
     address_refused_at = models.DateTimeField(null=True, blank=True)
     address_refused_reply = models.CharField(max_length=500, blank=True)

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from settings_app.models.circulation import Patron
 from settings_app.models.scopes import School
@@ -11,15 +12,15 @@ from settings_app.models.smtp import SmtpSettings
 
 
 class NoticeKind(models.TextChoices):
-    OVERDUE = "overdue", "Overdue notice"
-    RESOURCE_LIST = "resource_list", "Resource List"
+    OVERDUE = "overdue", _("Overdue notice")
+    RESOURCE_LIST = "resource_list", _("Resource List")
 
 
 class NoticeStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    SENDING = "sending", "Sending"
-    SENT = "sent", "Sent"
-    FAILED = "failed", "Failed"
+    QUEUED = "queued", _("Queued")
+    SENDING = "sending", _("Sending")
+    SENT = "sent", _("Sent")
+    FAILED = "failed", _("Failed")
 
 
 class NoticeQuerySet(models.QuerySet["Notice"]):
@@ -47,6 +48,8 @@ class Notice(models.Model):
     sender_name = models.CharField(max_length=100, blank=True)
     sender_email = models.EmailField(blank=True)
     note = models.TextField(blank=True)
+    # The recipient's language when queued: the message is written in it.
+    language = models.CharField(max_length=8, default=settings.LANGUAGE_CODE)
     items = models.JSONField(default=list, help_text="The titles (and due dates) the message lists, as queued.")
     message_id = models.CharField(max_length=255)
     created_at = models.DateTimeField(default=timezone.now)
@@ -104,11 +107,11 @@ class Notice(models.Model):
 
 
 class AttemptOutcome(models.TextChoices):
-    SENT = "sent", "Sent"
-    DEFERRED = "deferred", "Deferred (will retry)"
-    FAILED = "failed", "Failed"
-    PAUSED = "paused", "Waiting: configuration paused"
-    UNCONFIRMED = "unconfirmed", "Unconfirmed (will retry, possible duplicate)"
+    SENT = "sent", _("Sent")
+    DEFERRED = "deferred", _("Deferred (will retry)")
+    FAILED = "failed", _("Failed")
+    PAUSED = "paused", _("Waiting: configuration paused")
+    UNCONFIRMED = "unconfirmed", _("Unconfirmed (will retry, possible duplicate)")
 
 
 class DeliveryAttempt(models.Model):

@@ -3,39 +3,41 @@ import ipaddress
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from settings_app.mail.config import ReachPolicy
 
 
 class HostingMode(models.TextChoices):
-    HOSTED = "hosted", "Hosted (the provider runs Destiny Mail)"
-    SELF_HOSTED = "self_hosted", "Self-hosted (runs on the consortium's own servers)"
+    HOSTED = "hosted", _("Hosted (the provider runs Destiny Mail)")
+    SELF_HOSTED = "self_hosted", _("Self-hosted (runs on the consortium's own servers)")
 
 
 class Installation(models.Model):
     """The whole deployment: one consortium of districts."""
 
-    name = models.CharField(max_length=200)
-    hosting_mode = models.CharField(max_length=20, choices=HostingMode, default=HostingMode.HOSTED)
+    name = models.CharField(_("Name"), max_length=200)
+    hosting_mode = models.CharField(_("Hosting mode"), max_length=20, choices=HostingMode, default=HostingMode.HOSTED)
     ehlo_name = models.CharField(
-        "EHLO name",
+        _("EHLO name"),
         max_length=253,
         blank=True,
-        help_text="The fully qualified name Destiny Mail announces to mail servers. Blank: the deployment default.",
+        help_text=_("The fully qualified name Destiny Mail announces to mail servers. Blank: the deployment default."),
     )
     allowed_networks = models.TextField(
+        _("Allowed networks"),
         blank=True,
-        help_text="Self-hosted only: private networks (CIDR, one per line) that mail servers may be on.",
+        help_text=_("Self-hosted only: private networks (CIDR, one per line) that mail servers may be on."),
     )
     divert_all_to = models.EmailField(
-        "Divert all mail to",
+        _("Divert all mail to"),
         blank=True,
-        help_text="Test installations: every message goes to this address instead, naming its real recipient.",
+        help_text=_("Test installations: every message goes to this address instead, naming its real recipient."),
     )
     ca_bundle = models.TextField(
-        "CA bundle",
+        _("CA bundle"),
         blank=True,
-        help_text="Self-hosted only: PEM certificates of a private CA that signs your mail server's certificate.",
+        help_text=_("Self-hosted only: PEM certificates of a private CA that signs your mail server's certificate."),
     )
     oauth_issuer = models.URLField(
         "Identity provider URL",
@@ -67,8 +69,8 @@ class Installation(models.Model):
 
 
 class MailSource(models.TextChoices):
-    CONSORTIUM = "consortium", "Use the consortium mail server"
-    OWN = "own", "Use this district's own mail server"
+    CONSORTIUM = "consortium", _("Use the consortium mail server")
+    OWN = "own", _("Use this district's own mail server")
 
 
 class District(models.Model):
@@ -76,6 +78,10 @@ class District(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(unique=True)
     mail_source = models.CharField(max_length=20, choices=MailSource, default=MailSource.CONSORTIUM)
+    # The language of the notices of patrons who have not chosen theirs.
+    default_language = models.CharField(
+        _("default language of patrons"), max_length=8, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE
+    )
 
     class Meta:
         ordering = ["name"]
@@ -97,9 +103,9 @@ class School(models.Model):
 
 
 class RoleKind(models.TextChoices):
-    SUPER_ADMIN = "super_admin", "Super Administrator"
-    DISTRICT_ADMIN = "district_admin", "Destiny Administrator"
-    LIBRARY_STAFF = "library_staff", "Library staff"
+    SUPER_ADMIN = "super_admin", _("Super Administrator")
+    DISTRICT_ADMIN = "district_admin", _("Destiny Administrator")
+    LIBRARY_STAFF = "library_staff", _("Library staff")
 
 
 class Role(models.Model):

@@ -2,6 +2,8 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
 
 from settings_app import crypto
 from settings_app.mail.config import Transport
@@ -12,9 +14,13 @@ ONE_SCOPE = Q(installation__isnull=False, district__isnull=True) | Q(installatio
 
 
 def describe_destination(host: str, port: int, transport: str, username: str) -> str:
-    """How tests and their audit name a destination: user, server, port and transport (never a secret)."""
+    """How tests and their audit name a destination: user, server, port and transport (never a secret).
+
+    The same in every language: a test's record is matched to the settings saved after it by this name.
+    """
     user = f"{username} at " if username else ""
-    return f"{user}{host}:{port} ({Transport(transport).label})"
+    with translation.override(None):
+        return f"{user}{host}:{port} ({Transport(transport).label})"
 
 
 class SmtpSettings(models.Model):
@@ -26,34 +32,34 @@ class SmtpSettings(models.Model):
     district = models.OneToOneField(
         District, null=True, blank=True, on_delete=models.CASCADE, related_name="smtp_settings"
     )
-    host = models.CharField("SMTP (mail) server address", max_length=253)
-    port = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(65535)])
-    transport = models.CharField("Transport protocol", max_length=10, choices=Transport, default=Transport.TLS)
-    username = models.CharField("Authentication user ID", max_length=254, blank=True)
+    host = models.CharField(_("SMTP (mail) server address"), max_length=253)
+    port = models.PositiveIntegerField(_("Port"), validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    transport = models.CharField(_("Transport protocol"), max_length=10, choices=Transport, default=Transport.TLS)
+    username = models.CharField(_("Authentication user ID"), max_length=254, blank=True)
     password_sealed = models.TextField(blank=True, editable=False)
     password_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
     password_changed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
     )
-    auth_method = models.CharField("Authentication", max_length=10, choices=AuthMethod, default=AuthMethod.PASSWORD)
+    auth_method = models.CharField(_("Authentication"), max_length=10, choices=AuthMethod, default=AuthMethod.PASSWORD)
     # OAuth 2.0: the app registration, and the account connected through it (its refresh token sealed to the
     # destination and the app registration, like the password).
-    oauth_provider = models.CharField("Identity provider", max_length=20, choices=Provider, blank=True)
-    oauth_flow = models.CharField("Sign-in", max_length=20, choices=Flow, default=Flow.DELEGATED)
-    oauth_client_id = models.CharField("Client ID", max_length=200, blank=True)
-    oauth_tenant = models.CharField("Tenant", max_length=100, blank=True)
+    oauth_provider = models.CharField(_("Identity provider"), max_length=20, choices=Provider, blank=True)
+    oauth_flow = models.CharField(_("Sign-in"), max_length=20, choices=Flow, default=Flow.DELEGATED)
+    oauth_client_id = models.CharField(_("Client ID"), max_length=200, blank=True)
+    oauth_tenant = models.CharField(_("Tenant"), max_length=100, blank=True)
     oauth_client_secret_sealed = models.TextField(blank=True, editable=False)
-    oauth_client_secret_expires = models.DateField("Client secret expires on", null=True, blank=True)
+    oauth_client_secret_expires = models.DateField(_("Client secret expires on"), null=True, blank=True)
     oauth_refresh_sealed = models.TextField(blank=True, editable=False)
     oauth_account = models.CharField(max_length=254, blank=True, editable=False)
     oauth_connected_at = models.DateTimeField(null=True, blank=True, editable=False)
     oauth_connected_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
     )
-    from_name = models.CharField("From/Reply-To display name", max_length=100, blank=True)
-    from_email = models.EmailField("From/Reply-To email", blank=True)
+    from_name = models.CharField(_("From/Reply-To display name"), max_length=100, blank=True)
+    from_email = models.EmailField(_("From/Reply-To email"), blank=True)
     max_per_hour = models.PositiveIntegerField(
-        "Maximum number of emails sent per hour",
+        _("Maximum number of emails sent per hour"),
         default=500,
         validators=[MinValueValidator(1), MaxValueValidator(100_000)],
     )
@@ -74,7 +80,7 @@ class SmtpSettings(models.Model):
     )
 
     class Meta:
-        verbose_name = verbose_name_plural = "SMTP settings"
+        verbose_name = verbose_name_plural = _("SMTP settings")
         constraints = [
             models.CheckConstraint(condition=ONE_SCOPE, name="smtp_settings_belong_to_one_scope"),
             models.CheckConstraint(condition=Q(port__gte=1, port__lte=65535), name="smtp_port_in_range"),
@@ -165,9 +171,9 @@ class SettingsChange(models.Model):
 
 
 class TestKind(models.TextChoices):
-    SERVER = "server", "Test Server"
-    EMAIL = "email", "Test email"
-    DETECT = "detect", "Auto-detect"
+    SERVER = "server", _("Test Server")
+    EMAIL = "email", _("Test email")
+    DETECT = "detect", _("Auto-detect")
 
 
 class SmtpTestRecord(models.Model):

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from authlib.common.security import generate_token
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
+from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_variables
 
 from settings_app import crypto
@@ -56,9 +57,9 @@ def check_authorize_url(url: str, *, hosted: bool) -> None:
     """Refuse to send anyone to an authorization page outside the reach policy (raises ConnectRefused)."""
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
-        raise ConnectRefused("The identity provider's sign-in page must be an https:// address.")
+        raise ConnectRefused(_("The identity provider's sign-in page must be an https:// address."))
     if hosted and (parts.hostname not in PUBLIC_PROVIDER_HOSTS or parts.port not in (None, 443)):
-        raise ConnectRefused("Hosted Destiny Mail signs in only with Microsoft 365 and Google.")
+        raise ConnectRefused(_("Hosted Destiny Mail signs in only with Microsoft 365 and Google."))
 
 
 @sensitive_variables("verifier")
@@ -77,7 +78,7 @@ def start(session: SessionBase, *, app: OAuthApp, pending: dict[str, Any], login
         code_challenge_method="S256",
     )
     with client:
-        url, _ = client.create_authorization_url(
+        url, _state = client.create_authorization_url(
             app.endpoints.authorize_url,
             state=state,
             code_verifier=verifier,
@@ -105,11 +106,14 @@ def take(session: SessionBase, state: str) -> Pending:
     session[SESSION_KEY] = waiting
     if entry is None:
         raise ConnectRefused(
-            "This sign-in was not started here, or was already used: press Connect account again on the Options page."
+            _(
+                "This sign-in was not started here, or was already used: press Connect account again on the Options "
+                "page."
+            )
         )
     pending = Pending(**entry)
     if pending.until < time.time():
-        raise ConnectRefused("This sign-in took too long and has expired: press Connect account again.")
+        raise ConnectRefused(_("This sign-in took too long and has expired: press Connect account again."))
     return pending
 
 

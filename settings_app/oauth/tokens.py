@@ -21,6 +21,7 @@ from authlib.integrations.base_client import OAuthError
 from authlib.integrations.httpx_client import AssertionClient, OAuth2Client
 from django.conf import settings
 from django.db import transaction
+from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_variables
 from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
@@ -115,7 +116,7 @@ class StoredTokens:
     async def access_token(self, *, fresh: bool = False) -> str:
         """A valid access token; `fresh` asks the provider even when one is cached. Raises TokenUnavailable."""
         if not self.app.connected:
-            raise TokenUnavailable("not_connected", "No account is connected for these settings.")
+            raise TokenUnavailable("not_connected", _("No account is connected for these settings."))
         cached = None if fresh else CACHE.get(self._key)
         if cached:
             return cached
@@ -168,15 +169,15 @@ def service_account_key(text: str) -> dict[str, str]:
     try:
         key = json.loads(text)
     except ValueError as exc:
-        raise ValueError("The service account key is not JSON: paste the whole downloaded key file.") from exc
+        raise ValueError(_("The service account key is not JSON: paste the whole downloaded key file.")) from exc
     if not isinstance(key, dict) or key.get("type") != "service_account":
-        raise ValueError("This is not a service account key (its type must be service_account).")
+        raise ValueError(_("This is not a service account key (its type must be service_account)."))
     if not all(isinstance(key.get(name), str) and key[name] for name in ("client_email", "private_key")):
-        raise ValueError("The service account key lacks its client_email or private_key.")
+        raise ValueError(_("The service account key lacks its client_email or private_key."))
     try:
         RSAKey.import_key(key["private_key"])
     except (JoseError, ValueError) as exc:
-        raise ValueError("The service account key's private_key is not an RSA private key.") from exc
+        raise ValueError(_("The service account key's private_key is not an RSA private key.")) from exc
     return key
 
 
@@ -185,11 +186,11 @@ def _refresh(app: OAuthApp) -> dict[str, Any]:
     with transaction.atomic():
         row = SmtpSettings.objects.select_for_update().filter(pk=app.settings_id).first()
         if row is None or row.oauth_binding != app.binding or not row.oauth_refresh_sealed:
-            raise TokenUnavailable("not_connected", "No account is connected for these settings.")
+            raise TokenUnavailable("not_connected", _("No account is connected for these settings."))
         try:
             refresh_token = row.oauth_refresh_token()
         except crypto.CredentialsUnreadable as exc:
-            raise TokenUnavailable("not_connected", "The stored sign-in cannot be read: connect again.") from exc
+            raise TokenUnavailable("not_connected", _("The stored sign-in cannot be read: connect again.")) from exc
         token = call_token_endpoint(
             app, lambda client: client.refresh_token(app.endpoints.token_url, refresh_token=refresh_token)
         )
@@ -229,7 +230,9 @@ def revoke(app: OAuthApp, refresh_token: str) -> None:
     with _token_errors(app), client:
         answer = client.revoke_token(app.endpoints.revoke_url, token=refresh_token, token_type_hint=REFRESH_HINT)
     if answer.status_code != 200:  # RFC 7009 2.2: 200 whether or not the token was still valid
-        raise TokenUnavailable("unreachable", f"The identity provider answered HTTP {answer.status_code}.")
+        raise TokenUnavailable(
+            "unreachable", _("The identity provider answered HTTP %(status)s.") % {"status": answer.status_code}
+        )
 
 
 @contextmanager
@@ -239,21 +242,23 @@ def _token_errors(app: OAuthApp) -> Iterator[None]:
         yield
     except OAuthError as exc:
         said = f": {str(exc.description)[:300]}" if exc.description else ""
-        raise TokenUnavailable(str(exc.error), f"The identity provider answered {exc.error}{said}") from exc
+        answered = _("The identity provider answered %(error)s") % {"error": exc.error}
+        raise TokenUnavailable(str(exc.error), f"{answered}{said}") from exc
     except DestinationRefused as exc:
         raise TokenUnavailable("policy", exc.reason) from exc
     except ReachError as exc:
         raise TokenUnavailable("unreachable", exc.reason) from exc
     except httpx2.TimeoutException as exc:
-        waited = f"The identity provider did not answer within {app.seconds:g} s."
+        waited = _("The identity provider did not answer within %(seconds)s s.") % {"seconds": f"{app.seconds:g}"}
         raise TokenUnavailable("unreachable", waited) from exc
     except httpx2.HTTPError as exc:
-        raise TokenUnavailable("unreachable", f"The identity provider could not be reached: {exc}") from exc
+        problem = _("The identity provider could not be reached: %(problem)s") % {"problem": exc}
+        raise TokenUnavailable("unreachable", problem) from exc
     except ValueError as exc:  # an answer that is not JSON (an error page, a proxy)
-        raise TokenUnavailable("unreachable", "The identity provider's answer was not a token.") from exc
+        raise TokenUnavailable("unreachable", _("The identity provider's answer was not a token.")) from exc
 
 
 def _checked(token: Any) -> dict[str, Any]:
     if not token.get("access_token"):
-        raise TokenUnavailable("unreachable", "The identity provider's answer held no access token.")
+        raise TokenUnavailable("unreachable", _("The identity provider's answer held no access token."))
     return dict(token)

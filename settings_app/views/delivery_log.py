@@ -9,12 +9,14 @@ from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from settings_app import permissions, selectors
 from settings_app.delivery import log, queue
 from settings_app.delivery.forms import LogFilterForm
-from settings_app.models import District, Installation, School
+from settings_app.models import District, Installation, NoticeStatus, School
 from settings_app.permissions import AuthenticatedRequest
 
 PAGE_SIZE = 50
@@ -72,12 +74,13 @@ def delivery_log(request: AuthenticatedRequest, slug: str | None = None) -> Http
         "filters": lambda: notices()[0],
         "page": lambda: notices()[1],
         "counts": lambda: notices()[2],
+        "statuses": NoticeStatus.choices,
         "query": query.urlencode(),
         # A district sees that the consortium server failed, never what it said: that may name the server.
         "consortium_private": district is not None and not permissions.is_super_admin(request.user),
         "configurations": selectors.kept(
             version,
-            f"configurations:{slug or ''}",
+            f"configurations:{slug or ''}:{translation.get_language()}",  # their labels are in the reader's language
             lambda: log.configuration_statuses(installation, _in_view(district) or District.objects.all()),
             until=_changes_at,
         ),
@@ -93,5 +96,9 @@ def delivery_retry(request: AuthenticatedRequest, slug: str | None = None) -> Ht
     ids = [value for value in request.POST.getlist("notice") if value.isdigit()]
     chosen = log.log_notices(_in_view(district)).filter(pk__in=ids)
     count = queue.notices_retry(notices=chosen, acting_user=request.user)
-    messages.success(request, f"{count} failed notice(s) queued again.")
+    messages.success(
+        request,
+        ngettext("%(count)d failed notice queued again.", "%(count)d failed notices queued again.", count)
+        % {"count": count},
+    )
     return redirect(_log_url(district))

@@ -3,6 +3,7 @@
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext, ngettext
 
 from settings_app import permissions
 from settings_app.delivery import log, queue
@@ -18,7 +19,7 @@ def _form_data(request: AuthenticatedRequest, status: Effective) -> dict | None:
 
 def _queued_message(request: AuthenticatedRequest, status: Effective, text: str) -> None:
     if status.paused:
-        text += " Sending is paused for now; they wait in the queue and go out once it resumes."
+        text += " " + gettext("Sending is paused for now; they wait in the queue and go out once it resumes.")
     messages.success(request, text)
 
 
@@ -29,13 +30,20 @@ def school_notices(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     form = SenderForm(_form_data(request, status), default_sender=log.default_sender_label(status.settings))
     if form.is_bound and form.is_valid():
         queued = queue.notices_queue_overdue(school=school, acting_user=request.user, **form.cleaned_data)
-        text = f"{queued.queued} overdue notice(s) queued."
-        if queued.already_waiting:
-            text += f" {queued.already_waiting} patron(s) already had a notice waiting and were skipped."
+        count = queued.queued
+        text = ngettext("%(count)d overdue notice queued.", "%(count)d overdue notices queued.", count) % {
+            "count": count
+        }
+        if waiting := queued.already_waiting:
+            text += " " + ngettext(
+                "%(count)d patron already had a notice waiting and was skipped.",
+                "%(count)d patrons already had a notice waiting and were skipped.",
+                waiting,
+            ) % {"count": waiting}
         _queued_message(request, status, text)
         return redirect("school_notices", slug=school.slug)
     context = {**_page(request, school, status), "form": form, "summary": log.overdue_summary(school)}
-    context["preview"] = log.first_overdue_preview(school, status.settings) if status.configured else None
+    context["previews"] = log.overdue_previews(school, status.settings) if status.configured else []
     return render(request, "notices/school_notices.html", context)
 
 
@@ -47,7 +55,12 @@ def resource_list(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
         queued = queue.notices_queue_resource_list(school=school, acting_user=request.user, **data)
-        _queued_message(request, status, f"The Resource List was queued for {queued.queued} recipient(s).")
+        text = ngettext(
+            "The Resource List was queued for %(count)d recipient.",
+            "The Resource List was queued for %(count)d recipients.",
+            queued.queued,
+        ) % {"count": queued.queued}
+        _queued_message(request, status, text)
         return redirect("resource_list", slug=school.slug)
     return render(request, "notices/resource_list.html", {**_page(request, school, status), "form": form})
 

@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
@@ -30,7 +31,7 @@ def home(request: AuthenticatedRequest) -> HttpResponse:
     school = permissions.staffed_schools(user).first()
     if school:
         return redirect("school_notices", slug=school.slug)
-    raise PermissionDenied("Your account has no role in Destiny Mail yet. Ask your administrator for one.")
+    raise PermissionDenied(gettext("Your account has no role in Destiny Mail yet. Ask your administrator for one."))
 
 
 def setup_index(request: AuthenticatedRequest) -> HttpResponse:
@@ -205,7 +206,7 @@ def _save_district(request: AuthenticatedRequest, district: District) -> HttpRes
     source = source_form.cleaned_data["mail_source"]
     if source == MailSource.CONSORTIUM:
         services.district_set_mail_source(district=district, source=source, acting_user=request.user)
-        messages.success(request, "Saved: this district now sends through the consortium mail server.")
+        messages.success(request, gettext("Saved: this district now sends through the consortium mail server."))
         return redirect(_options_url(district))
     form = smtp_form(request, district, selectors.scope_settings(district))
     if not form.is_valid():
@@ -220,12 +221,14 @@ def _saved(request: AuthenticatedRequest, scope: Scope, form: SmtpSettingsForm) 
     password = data["password"] or pending_password(request, scope, form_destination(data))
     _, cleared = services.smtp_settings_save(scope=scope, values=values, password=password, acting_user=request.user)
     request.session.pop(PENDING_SESSION_KEY, None)
-    messages.success(request, "SMTP settings saved.")
+    messages.success(request, gettext("SMTP settings saved."))
     if cleared:
         messages.warning(
             request,
-            "The server, port, transport or user ID changed, so the stored password was cleared. "
-            "Enter the password again.",
+            gettext(
+                "The server, port, transport or user ID changed, so the stored password was cleared. "
+                "Enter the password again."
+            ),
         )
     return redirect(_options_url(scope))
 
@@ -234,7 +237,7 @@ def _saved(request: AuthenticatedRequest, scope: Scope, form: SmtpSettingsForm) 
 def clear_password(request: AuthenticatedRequest, slug: str | None = None) -> HttpResponse:
     scope = scope_for(request, slug)
     if services.smtp_settings_clear_password(scope=scope, acting_user=request.user):
-        messages.success(request, "The stored password was cleared.")
+        messages.success(request, gettext("The stored password was cleared."))
     return redirect(_options_url(scope))
 
 
@@ -246,5 +249,5 @@ def installation_general(request: AuthenticatedRequest) -> HttpResponse:
     if not form.is_valid():
         return page(request, installation, installation_form=form)
     services.installation_update(installation=installation, values=form.cleaned_data, acting_user=request.user)
-    messages.success(request, "Installation options saved.")
+    messages.success(request, gettext("Installation options saved."))
     return redirect("installation_options")

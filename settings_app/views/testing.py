@@ -4,7 +4,8 @@ from asgiref.sync import async_to_sync
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import render
-from django.utils import timezone
+from django.utils import formats, timezone
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
@@ -14,7 +15,7 @@ from settings_app.delivery import cap
 from settings_app.forms import TestEmailForm, normalise_host
 from settings_app.mail import detect as mail_detect
 from settings_app.mail import presets, transport
-from settings_app.mail.config import SmtpConfig
+from settings_app.mail.config import SmtpConfig, Transport
 from settings_app.mail.diagnosis import Category, Diagnosis
 from settings_app.mail.message import build_test_message
 from settings_app.models import Scope, SmtpSettings, TestKind, describe_destination
@@ -29,13 +30,13 @@ from settings_app.views.setup import (
     smtp_form,
 )
 
-TOO_MANY = "Too many tests in a minute: wait a moment, then try again."
+TOO_MANY = gettext_lazy("Too many tests in a minute: wait a moment, then try again.")
 
 
 def _refused(destination: Destination, detail: str) -> Diagnosis:
-    return Diagnosis(
-        describe_destination(*destination), Category.PASSWORD_REQUIRED, steps=(), transcript=(), detail=detail
-    )
+    host, port, transport_name, _username = destination
+    shown = f"{host}:{port} ({Transport(transport_name).label})"  # as a test names it (SmtpConfig.destination)
+    return Diagnosis(shown, Category.PASSWORD_REQUIRED, steps=(), transcript=(), detail=detail)
 
 
 @sensitive_variables("password")
@@ -57,17 +58,19 @@ def _config(request: AuthenticatedRequest, scope: Scope, data: dict) -> tuple[Sm
     if data["username"] and not password:
         row = selectors.scope_settings(scope)
         if row is None or not row.has_password:
-            return _refused(destination, "No password is stored: type it to test these settings."), False
+            return _refused(destination, gettext("No password is stored: type it to test these settings.")), False
         if row.destination != destination:
             return _refused(
                 destination,
-                "The server, port, transport or user ID differ from the saved settings, so the stored password is "
-                "not sent there. Type the password to test these values.",
+                gettext(
+                    "The server, port, transport or user ID differ from the saved settings, so the stored password "
+                    "is not sent there. Type the password to test these values."
+                ),
             ), False
         try:
             password = row.password()
         except crypto.CredentialsUnreadable:
-            return _refused(destination, "Credentials unreadable: enter the password again."), False
+            return _refused(destination, gettext("Credentials unreadable: enter the password again.")), False
     host, port, transport_name, username = destination
     config = selectors.smtp_config(
         installation=installation_of(scope),
@@ -102,10 +105,9 @@ def _over_cap(row: SmtpSettings | None, saved_cap: int | None) -> str:
     next_free = cap.try_reserve(row.pk) if row is not None else None
     if next_free is None:
         return ""
-    return (
-        f"This mail server has sent its maximum of {saved_cap} emails in the last hour; "
-        f"the next can go at {timezone.localtime(next_free):%H:%M}."
-    )
+    return gettext(
+        "This mail server has sent its maximum of %(cap)s emails in the last hour; the next can go at %(time)s."
+    ) % {"cap": saved_cap, "time": formats.time_format(timezone.localtime(next_free), "H:i")}
 
 
 @sensitive_post_parameters("smtp-password")
@@ -157,7 +159,7 @@ def _detect_host(request: AuthenticatedRequest, scope: Scope) -> str:
         return normalise_host(typed, hosted=installation_of(scope).hosted)
     preset = presets.for_email(request.POST.get("smtp-from_email", ""))
     if preset is None:
-        raise ValidationError("Enter the server address (or a From/Reply-To email at a known provider) first.")
+        raise ValidationError(gettext("Enter the server address (or a From/Reply-To email at a known provider) first."))
     return preset.host
 
 
@@ -170,7 +172,7 @@ def detect(request: AuthenticatedRequest, slug: str | None = None) -> HttpRespon
         host = _detect_host(request, scope)
     except ValidationError as exc:
         return _show(request, scope, inline, status=400, error=" ".join(exc.messages))
-    destination = f"{host} (ports {', '.join(str(port) for port, _ in mail_detect.CANDIDATES)})"
+    destination = f"{host} (ports {', '.join(str(port) for port, _ in mail_detect.CANDIDATES)})"  # the audit's name
     record = services.smtp_test_admit(
         scope=scope, acting_user=request.user, kind=TestKind.DETECT, destination=destination
     )

@@ -37,8 +37,10 @@ function inlineActions(form) {
     const buttons = form.querySelectorAll("[data-inline]");
     buttons.forEach((b) => { b.disabled = true; });
     target.setAttribute("aria-busy", "true");
-    target.innerHTML = '<p class="progress"><span class="spinner" aria-hidden="true"></span>Working ' +
-      "— this can take up to 30 seconds…</p>";
+    // The words come from the page (data-working, data-failed-*), in the reader's language.
+    const texts = document.getElementById("inline-texts").dataset;
+    target.innerHTML = '<p class="progress"><span class="spinner" aria-hidden="true"></span></p>';
+    target.querySelector(".progress").append(texts.working);
     try {
       const response = await fetch(button.formAction, {
         method: "POST",
@@ -49,8 +51,9 @@ function inlineActions(form) {
       target.innerHTML = await response.text();
       applyDetected(form, target.querySelector("[data-detected]"));
     } catch (error) {
-      target.innerHTML = '<div class="verdict verdict-fail"><h3>That did not run</h3>' +
-        "<p>The connection to Destiny Mail failed. Check your network and try again.</p></div>";
+      target.innerHTML = '<div class="verdict verdict-fail"><h3></h3><p></p></div>';
+      target.querySelector("h3").textContent = texts.failedTitle;
+      target.querySelector("p").textContent = texts.failedText;
     } finally {
       buttons.forEach((b) => { b.disabled = false; });
       target.removeAttribute("aria-busy");

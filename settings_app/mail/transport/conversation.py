@@ -9,6 +9,7 @@ from email.message import Message
 
 import aiosmtplib
 from aiosmtplib import SMTPResponse
+from django.utils.translation import gettext as _
 
 from settings_app.mail.config import SmtpConfig, TokenUnavailable, Transport
 from settings_app.mail.diagnosis import Category, Diagnosis, SmtpProblem, StepKind, TlsInfo
@@ -87,7 +88,8 @@ class Conversation:
             first = refused_recipients[0]
             raise SmtpProblem(
                 first.category,
-                f"The server refused {first.recipient} (the other recipients were accepted).",
+                _("The server refused %(recipient)s (the other recipients were accepted).")
+                % {"recipient": first.recipient},
                 reply=first.reply,
             )
         return queue_id(reply)
@@ -137,21 +139,21 @@ class Conversation:
         try:
             return verifying_context(self.config.ca_pem)
         except (ssl.SSLError, ValueError) as exc:
-            raise SmtpProblem(Category.CA_BUNDLE_INVALID, "The CA bundle contains no readable certificate.") from exc
+            raise SmtpProblem(Category.CA_BUNDLE_INVALID, _("The CA bundle contains no readable certificate.")) from exc
 
     async def _resolve(self) -> Destination:
         async with self.recorder.step(StepKind.RESOLVE) as note:
             destination = await vet(self.config)
             note.detail = ", ".join(map(str, destination.addresses))
-        self.recorder.note(f"{destination.host} is {note.detail}")
+        self.recorder.note(_("%(host)s is %(addresses)s") % {"host": destination.host, "addresses": note.detail})
         return destination
 
     async def _connect(self, destination: Destination) -> socket.socket:
         async with self.recorder.step(StepKind.CONNECT) as note:
             sock = await open_socket(destination, self.config.connect_timeout, self.recorder)
             address = sock.getpeername()[0]
-            note.detail = f"{address} port {destination.port}"
-        self.recorder.note(f"connected to {note.detail}")
+            note.detail = _("%(address)s port %(port)s") % {"address": address, "port": destination.port}
+        self.recorder.note(_("connected to %(address)s") % {"address": note.detail})
         return sock
 
     async def _greet(self, destination: Destination) -> None:
@@ -174,7 +176,8 @@ class Conversation:
                     if not connecting.done() and probe.result():
                         raise SmtpProblem(
                             Category.WRONG_TRANSPORT_STARTTLS_ON_SSL_PORT,
-                            f"Port {destination.port} sent no SMTP greeting, but answers a TLS handshake.",
+                            _("Port %(port)s sent no SMTP greeting, but answers a TLS handshake.")
+                            % {"port": destination.port},
                         )
             return await connecting
         finally:
@@ -189,13 +192,13 @@ class Conversation:
         async with self.recorder.step(StepKind.EHLO) as note:
             response = await self.client.ehlo()
             self.extensions = tuple(line.strip() for line in response.message.split("\n")[1:] if line.strip())
-            note.detail = ", ".join(self.extensions) or "no extensions"
+            note.detail = ", ".join(self.extensions) or _("no extensions")
 
     async def _starttls(self, destination: Destination, context: ssl.SSLContext | None) -> None:
         async with self.recorder.step(StepKind.STARTTLS) as note:
             if not self.client.supports_extension("starttls"):
-                note.detail = "not offered"
-                raise SmtpProblem(Category.STARTTLS_MISSING, "The server's EHLO reply does not offer STARTTLS.")
+                note.detail = _("not offered")
+                raise SmtpProblem(Category.STARTTLS_MISSING, _("The server's EHLO reply does not offer STARTTLS."))
             response = await self.client.starttls(server_hostname=destination.host, tls_context=context)
             note.detail = reply_text(response.code, response.message)
         self.recorder.add(StepKind.TLS, ok=True, elapsed_ms=None, detail=self._record_tls())
@@ -205,9 +208,16 @@ class Conversation:
         self.tls = tls_info(self.client)
         if self.tls is None:
             return ""
-        self.recorder.note(f"TLS established: {self.tls.protocol}, {self.tls.cipher}")
-        expiry = f", valid until {self.tls.not_after:%Y-%m-%d}" if self.tls.not_after else ""
-        certificate = f"certificate {self.tls.subject}, issued by {self.tls.issuer}{expiry}"
+        self.recorder.note(
+            _("TLS established: %(protocol)s, %(cipher)s") % {"protocol": self.tls.protocol, "cipher": self.tls.cipher}
+        )
+        names = {"subject": self.tls.subject, "issuer": self.tls.issuer}
+        certificate = _("certificate %(subject)s, issued by %(issuer)s") % names
+        if self.tls.not_after:
+            certificate = _("%(certificate)s, valid until %(date)s") % {
+                "certificate": certificate,
+                "date": f"{self.tls.not_after:%Y-%m-%d}",
+            }
         return f"{self.tls.protocol}, {self.tls.cipher}; {certificate}"
 
     async def _get_token(self, *, fresh: bool) -> None:
@@ -231,7 +241,7 @@ class Conversation:
             mechanism = self._mechanism()
             note.detail = mechanism
             if not self.config.password:
-                raise SmtpProblem(Category.PASSWORD_REQUIRED, "No password was given, so no login was attempted.")
+                raise SmtpProblem(Category.PASSWORD_REQUIRED, _("No password was given, so no login was attempted."))
             login = self.client.auth_plain if mechanism == "PLAIN" else self.client.auth_login
             response = await login(self.config.username, self.config.password)
             note.detail = f"{mechanism}: {reply_text(response.code, response.message)}"
@@ -269,10 +279,14 @@ class Conversation:
     def _mechanism(self) -> str:
         """PLAIN if offered, else LOGIN: one mechanism, tried once."""
         if not self.client.supports_extension("auth"):
-            hint = " It offers STARTTLS: choose TLS." if self.client.supports_extension("starttls") else ""
-            raise SmtpProblem(Category.AUTH_NOT_OFFERED, "The server's EHLO reply offers no AUTH." + hint)
+            detail = _("The server's EHLO reply offers no AUTH.")
+            if self.client.supports_extension("starttls"):
+                detail += " " + _("It offers STARTTLS: choose TLS.")
+            raise SmtpProblem(Category.AUTH_NOT_OFFERED, detail)
         offered = self.client.server_auth_methods
         for mechanism in ("plain", "login"):
             if mechanism in offered:
                 return mechanism.upper()
-        raise SmtpProblem(Category.AUTH_MECHANISM, "The server offers: " + " ".join(offered).upper())
+        raise SmtpProblem(
+            Category.AUTH_MECHANISM, _("The server offers: %(mechanisms)s") % {"mechanisms": " ".join(offered).upper()}
+        )

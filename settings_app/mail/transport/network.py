@@ -9,6 +9,8 @@ import ssl
 from collections.abc import Iterable
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from settings_app.mail.diagnosis import TlsInfo
 from settings_app.mail.reach import Destination
 from settings_app.mail.transport.verdicts import answered_with_plain_text, connect_error
@@ -50,7 +52,10 @@ async def open_socket(destination: Destination, seconds: float, recorder: Record
         except OSError as exc:  # TimeoutError included
             failure = exc
             if recorder:
-                recorder.note(f"{endpoint.address} port {destination.port}: {connect_error(exc)}")
+                recorder.note(
+                    _("%(address)s port %(port)s: %(error)s")
+                    % {"address": endpoint.address, "port": destination.port, "error": connect_error(exc)}
+                )
         finally:
             if not connected:
                 sock.close()

@@ -5,6 +5,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from contextlib import asynccontextmanager, contextmanager
 from email.message import Message
 
+from django.utils.translation import gettext as _
+
 from settings_app.mail.config import SmtpConfig
 from settings_app.mail.diagnosis import Category, Diagnosis, SmtpProblem
 from settings_app.mail.transport.conversation import Conversation
@@ -91,7 +93,7 @@ class DeliverySession:
         """
         wire = self._client.transport
         if not self.alive or not isinstance(wire, asyncio.Transport):
-            raise SmtpProblem(Category.CONNECTION_LOST, "The connection ended after login.")
+            raise SmtpProblem(Category.CONNECTION_LOST, _("The connection ended after login."))
         own = wire.get_protocol()
         try:
             yield wire

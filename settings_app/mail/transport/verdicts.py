@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import aiosmtplib
 from aiosmtplib import SMTPResponse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from settings_app.mail.config import SmtpConfig, TokenUnavailable, Transport
 from settings_app.mail.diagnosis import Category, SmtpProblem, StepKind
@@ -52,8 +54,15 @@ def queue_id(reply: str) -> str:
 def classify(exc: BaseException, *, stage: StepKind | None, config: SmtpConfig, deadline: bool = False) -> SmtpProblem:
     """The verdict for an exception raised during `stage` of a conversation."""
     if deadline:
-        where = f" (it stopped at {stage.label})" if stage else ""
-        return SmtpProblem(Category.TIMEOUT, f"No verdict within {config.total_timeout:g} s{where}.")
+        seconds = f"{config.total_timeout:g}"
+        if stage:
+            detail = _("No verdict within %(seconds)s s (it stopped at %(step)s).") % {
+                "seconds": seconds,
+                "step": stage.label,
+            }
+        else:
+            detail = _("No verdict within %(seconds)s s.") % {"seconds": seconds}
+        return SmtpProblem(Category.TIMEOUT, detail)
     if isinstance(exc, ReachError):
         return _reach_problem(exc)
     tls_error = ssl_error(exc)
@@ -66,7 +75,7 @@ def classify(exc: BaseException, *, stage: StepKind | None, config: SmtpConfig, 
     if isinstance(exc, TimeoutError):
         return _timeout_problem(stage, config)
     if isinstance(exc, aiosmtplib.SMTPNotSupported):
-        return SmtpProblem(Category.INVALID_ADDRESS, "An address needs SMTPUTF8, which the server does not offer.")
+        return SmtpProblem(Category.INVALID_ADDRESS, _("An address needs SMTPUTF8, which the server does not offer."))
     return _connection_problem(exc, stage)
 
 
@@ -112,7 +121,7 @@ def ssl_error(exc: BaseException) -> ssl.SSLError | None:
 
 def _tls_problem(error: ssl.SSLError, transport: Transport) -> SmtpProblem:
     if isinstance(error, ssl.SSLCertVerificationError):
-        message = f"Certificate check: {error.verify_message}."
+        message = _("Certificate check: %(reason)s.") % {"reason": error.verify_message}
         if error.verify_code in _EXPIRED:
             return SmtpProblem(Category.CERT_EXPIRED, message)
         if error.verify_code in _WRONG_NAME:
@@ -121,9 +130,9 @@ def _tls_problem(error: ssl.SSLError, transport: Transport) -> SmtpProblem:
     if transport is Transport.SSL and answered_with_plain_text(error):
         return SmtpProblem(
             Category.WRONG_TRANSPORT_SSL_ON_STARTTLS_PORT,
-            "The server answered the TLS handshake with plain text (an SMTP greeting).",
+            _("The server answered the TLS handshake with plain text (an SMTP greeting)."),
         )
-    return SmtpProblem(Category.TLS_FAILED, f"TLS error: {error.reason or error.strerror}.")
+    return SmtpProblem(Category.TLS_FAILED, _("TLS error: %(reason)s.") % {"reason": error.reason or error.strerror})
 
 
 def answered_with_plain_text(error: ssl.SSLError) -> bool:
@@ -135,13 +144,17 @@ def _reply_problem(exc: aiosmtplib.SMTPResponseException, stage: StepKind | None
     code, text = exc.code, exc.message
     if code == -1:
         # Never echo what a non-SMTP service said: the Test button must not become a banner grabber.
-        return SmtpProblem(Category.PROTOCOL, "The answer was not an SMTP reply.")
+        return SmtpProblem(Category.PROTOCOL, _("The answer was not an SMTP reply."))
     category = _reply_category(exc, code, text, stage)
     if category is Category.PROTOCOL:
-        return SmtpProblem(category, f"The server did not understand {stage.label if stage else 'us'}.")
-    return SmtpProblem(
-        category, f"The server replied {code} to {stage.label if stage else 'us'}.", reply=reply_text(code, text)
-    )
+        if stage:
+            return SmtpProblem(category, _("The server did not understand %(step)s.") % {"step": stage.label})
+        return SmtpProblem(category, _("The server did not understand us."))
+    if stage:
+        detail = _("The server replied %(code)s to %(step)s.") % {"code": code, "step": stage.label}
+    else:
+        detail = _("The server replied %(code)s to us.") % {"code": code}
+    return SmtpProblem(category, detail, reply=reply_text(code, text))
 
 
 def _reply_category(exc: aiosmtplib.SMTPResponseException, code: int, text: str, stage: StepKind | None) -> Category:
@@ -199,29 +212,48 @@ def _enhanced_code(text: str) -> str:
 
 
 def _timeout_problem(stage: StepKind | None, config: SmtpConfig) -> SmtpProblem:
-    seconds = f"{config.connect_timeout:g} s"
+    values = {"port": config.port, "seconds": f"{config.connect_timeout:g}", "step": stage.label if stage else ""}
     details = {
-        StepKind.CONNECT: f"No answer from port {config.port} within {seconds}: a firewall probably blocks it.",
-        StepKind.GREETING: f"Connected, but the server sent no greeting within {seconds}.",
-        StepKind.TLS: f"Connected, but the TLS handshake got no answer within {seconds}.",
+        StepKind.CONNECT: gettext_noop(
+            "No answer from port %(port)s within %(seconds)s s: a firewall probably blocks it."
+        ),
+        StepKind.GREETING: gettext_noop("Connected, but the server sent no greeting within %(seconds)s s."),
+        StepKind.TLS: gettext_noop("Connected, but the TLS handshake got no answer within %(seconds)s s."),
     }
-    fallback = f"The server stopped answering during {stage.label if stage else 'the conversation'}."
-    return SmtpProblem(Category.TIMEOUT, details.get(stage, fallback) if stage else fallback)
+    if stage is None:
+        return SmtpProblem(Category.TIMEOUT, _("The server stopped answering during the conversation."))
+    fallback = gettext_noop("The server stopped answering during %(step)s.")
+    return SmtpProblem(Category.TIMEOUT, _(details.get(stage, fallback)) % values)
 
 
 def _connection_problem(exc: BaseException, stage: StepKind | None) -> SmtpProblem:
     if isinstance(exc, ConnectionRefusedError):
-        return SmtpProblem(Category.CONNECT_REFUSED, "The connection was refused.")
+        return SmtpProblem(Category.CONNECT_REFUSED, _("The connection was refused."))
     if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
         return SmtpProblem(Category.UNREACHABLE, connect_error(exc).capitalize() + ".")
-    where = f" during {stage.label}" if stage else ""
-    return SmtpProblem(Category.CONNECTION_LOST, f"The connection was closed{where}.")
+    if stage:
+        return SmtpProblem(
+            Category.CONNECTION_LOST, _("The connection was closed during %(step)s.") % {"step": stage.label}
+        )
+    return SmtpProblem(Category.CONNECTION_LOST, _("The connection was closed."))
+
+
+# The system's words for the usual connection failures, in the reader's language (os.strerror speaks English here).
+_CONNECT_ERRORS = {
+    errno.ECONNREFUSED: gettext_noop("connection refused"),
+    errno.ECONNRESET: gettext_noop("connection reset by peer"),
+    errno.ENETUNREACH: gettext_noop("network is unreachable"),
+    errno.EHOSTUNREACH: gettext_noop("no route to host"),
+    errno.ETIMEDOUT: gettext_noop("connection timed out"),
+}
 
 
 def connect_error(exc: OSError) -> str:
     if isinstance(exc, TimeoutError):
-        return "no answer"
-    return os.strerror(exc.errno).lower() if exc.errno else "connection failed"
+        return _("no answer")
+    if exc.errno in _CONNECT_ERRORS:
+        return _(_CONNECT_ERRORS[exc.errno])
+    return os.strerror(exc.errno).lower() if exc.errno else _("connection failed")
 
 
 def refusals(items: Iterable[tuple[str, SMTPResponse]]) -> Iterator[Refusal]:

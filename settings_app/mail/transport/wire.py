@@ -10,6 +10,7 @@ import aiosmtplib
 from aiosmtplib import SMTPResponse
 from aiosmtplib.auth import auth_xoauth2_encode
 from aiosmtplib.typing import Default
+from django.utils.translation import gettext as _
 
 from settings_app.mail.config import SmtpConfig
 from settings_app.mail.diagnosis import Step, StepKind
@@ -78,15 +79,15 @@ class Recorder:
         self._in_sasl = False
         tls_error = ssl_error(exc)
         if tls_error is not None:
-            self.note(f"TLS handshake failed: {tls_error.reason or 'error'}")
+            self.note(_("TLS handshake failed: %(reason)s") % {"reason": tls_error.reason or _("error")})
         elif isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code != -1:
             self.received(exc.code, exc.message)
         elif isinstance(exc, aiosmtplib.SMTPResponseException):
-            self.note("the server's answer was not an SMTP reply (not shown)")
+            self.note(_("the server's answer was not an SMTP reply (not shown)"))
         elif isinstance(exc, TimeoutError):
-            self.note("no answer in time")
+            self.note(_("no answer in time"))
         else:
-            self.note("the connection was closed")
+            self.note(_("the connection was closed"))
 
     def note(self, text: str) -> None:
         self.line(f"-- {text}")
@@ -192,7 +193,7 @@ class Client(aiosmtplib.SMTP):
             return await super().data(message, timeout=timeout)
         async with self.recorder.step(StepKind.DATA) as note:
             self.recorder.sent([b"DATA"])
-            self.recorder.note(f"message of {len(message)} bytes, ending with <CRLF>.<CRLF>")
+            self.recorder.note(_("message of %(size)s bytes, ending with <CRLF>.<CRLF>") % {"size": len(message)})
             with self._heard():
                 response = await super().data(message, timeout=timeout)
             self._hear(response)

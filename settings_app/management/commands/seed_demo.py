@@ -2,12 +2,14 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils.translation import gettext
 
 from settings_app import crypto
 from settings_app.delivery.circulation import seed_circulation_demo
 from settings_app.delivery.schedule import ensure_sweep
 from settings_app.mail.localserver import demo_ca_pem
 from settings_app.mail.localserver.oauth import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from settings_app.management import language
 from settings_app.models import District, HostingMode, Installation, MailSource, Role, RoleKind, School, SmtpSettings
 from settings_app.oauth.providers import Provider
 
@@ -28,6 +30,7 @@ class Command(BaseCommand):
         )
 
     @transaction.atomic
+    @language.in_environment_language
     def handle(self, *args, smtp_port: int, oauth_port: int, **options):
         installation = self._installation()
         self._consortium_server(installation, smtp_port)
@@ -46,7 +49,10 @@ class Command(BaseCommand):
         self._user("super", RoleKind.SUPER_ADMIN)
         seed_circulation_demo()
         ensure_sweep()
-        self.stdout.write("Demo logins (password 'demo'): super, north-admin, south-admin, north-staff, south-staff")
+        self.stdout.write(
+            gettext("Demo logins (password “%(password)s”): %(logins)s")
+            % {"password": "demo", "logins": "super, north-admin, south-admin, north-staff, south-staff"}
+        )
 
     def _installation(self) -> Installation:
         installation, _ = Installation.objects.get_or_create(

@@ -1,7 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.utils.translation import gettext, ngettext
 
 from settings_app import crypto
+from settings_app.management import language
 from settings_app.models import SmtpSettings
 
 
@@ -14,6 +16,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("action", choices=["check", "rotate"])
 
+    @language.in_environment_language
     @transaction.atomic
     def handle(self, *args, action: str, **options):
         # Locked: a password saved while this runs must not be overwritten by its old, rotated value.
@@ -25,16 +28,36 @@ class Command(BaseCommand):
         readable = [row for row in rows if _usable(row)]
         for row in rows:
             if row not in readable:
-                self.stderr.write(f"unreadable: {row} (id {row.pk}): enter its password again on its settings page")
+                self.stderr.write(
+                    gettext("unreadable: %(row)s (id %(id)s): enter its password again on its settings page")
+                    % {"row": row, "id": row.pk}
+                )
         if action == "rotate":
             for row in readable:
                 row.password_sealed = crypto.rotate(row.password_sealed)
             SmtpSettings.objects.bulk_update(readable, ["password_sealed"])
-            self.stdout.write(f"re-encrypted {len(readable)} password(s) under the newest key")
+            self.stdout.write(
+                ngettext(
+                    "re-encrypted %(count)d password under the newest key",
+                    "re-encrypted %(count)d passwords under the newest key",
+                    len(readable),
+                )
+                % {"count": len(readable)}
+            )
         else:
-            self.stdout.write(f"{len(readable)} readable, {len(rows) - len(readable)} unreadable")
+            self.stdout.write(
+                gettext("%(readable)d readable, %(unreadable)d unreadable")
+                % {"readable": len(readable), "unreadable": len(rows) - len(readable)}
+            )
         if len(readable) < len(rows):
-            raise CommandError(f"{len(rows) - len(readable)} stored password(s) cannot be used", returncode=1)
+            unusable = len(rows) - len(readable)
+            raise CommandError(
+                ngettext(
+                    "%(count)d stored password cannot be used", "%(count)d stored passwords cannot be used", unusable
+                )
+                % {"count": unusable},
+                returncode=1,
+            )
 
 
 def _usable(row: SmtpSettings) -> bool:

@@ -12,12 +12,14 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_email
+from django.utils.translation import gettext as _
 
 from settings_app.crypto import CredentialsUnreadable
 from settings_app.mail import transport
 from settings_app.mail.config import ReachPolicy, SmtpConfig, Transport
 from settings_app.mail.diagnosis import Diagnosis, Step
 from settings_app.mail.message import build_test_message
+from settings_app.management import language
 from settings_app.models import District, Installation, SmtpSettings
 from settings_app.selectors import effective_settings, scope_settings, smtp_config, stored_smtp_config
 
@@ -56,6 +58,7 @@ class Command(BaseCommand):
         # Declared only to refuse it without echoing the value, as argparse would for an unknown option.
         parser.add_argument("--password", help=argparse.SUPPRESS)
 
+    @language.in_environment_language
     def handle(self, *args: Any, **options: Any) -> None:
         target = self._target(options)
         send_to = options["send_to"]
@@ -73,26 +76,28 @@ class Command(BaseCommand):
     def _target(self, options: dict[str, Any]) -> Target:
         if options["password"] is not None:
             raise CommandError(
-                "A password is never taken from the command line: use --password-stdin.", returncode=BAD_ARGUMENTS
+                _("A password is never taken from the command line: use --password-stdin."), returncode=BAD_ARGUMENTS
             )
         if options["scope"] and options["host"]:
-            raise CommandError("Give either --scope or --host, not both.", returncode=BAD_ARGUMENTS)
+            raise CommandError(_("Give either --scope or --host, not both."), returncode=BAD_ARGUMENTS)
         if options["scope"]:
             given = [f"--{name.replace('_', '-')}" for name in EXPLICIT_ONLY if options[name]]
             if given:
-                raise CommandError(f"{', '.join(given)} only go with --host.", returncode=BAD_ARGUMENTS)
+                raise CommandError(
+                    _("%(options)s only go with --host.") % {"options": ", ".join(given)}, returncode=BAD_ARGUMENTS
+                )
             return _saved_target(options["scope"])
         if not options["host"]:
-            raise CommandError("Give --scope, or --host (with --port and --transport).", returncode=BAD_ARGUMENTS)
+            raise CommandError(_("Give --scope, or --host (with --port and --transport)."), returncode=BAD_ARGUMENTS)
         return Target(self._explicit_config(options), None, options["host"])
 
     def _explicit_config(self, options: dict[str, Any]) -> SmtpConfig:
         kind = Transport(options["transport"] or Transport.TLS)
         port = kind.default_port if options["port"] is None else options["port"]
         if not 0 < port < 65536:
-            raise CommandError(f"--port {port} is not a port number.", returncode=BAD_ARGUMENTS)
+            raise CommandError(_("--port %(port)s is not a port number.") % {"port": port}, returncode=BAD_ARGUMENTS)
         if options["password_stdin"] and not options["username"]:
-            raise CommandError("--password-stdin needs --username.", returncode=BAD_ARGUMENTS)
+            raise CommandError(_("--password-stdin needs --username."), returncode=BAD_ARGUMENTS)
         password = self._read_password(options.get("stdin") or sys.stdin) if options["password_stdin"] else ""
         config = _explicit_base(options["host"], port, kind, options["username"], password)
         if options["ca_file"]:
@@ -101,7 +106,7 @@ class Command(BaseCommand):
 
     def _read_password(self, stdin: TextIO) -> str:
         if stdin.isatty():
-            return getpass.getpass("SMTP password: ")
+            return getpass.getpass(_("SMTP password: "))
         return stdin.readline().rstrip("\r\n")
 
     async def _send(self, target: Target, to: str) -> Diagnosis:
@@ -118,11 +123,13 @@ class Command(BaseCommand):
         return await transport.send_test_email(target.config, message=message, sender=envelope_sender, recipients=[to])
 
     def _report(self, target: Target, diagnosis: Diagnosis) -> None:
-        self.stdout.write(f"Testing {diagnosis.destination} for {target.label}")
-        self.stdout.write("\nSteps:")
+        self.stdout.write(
+            _("Testing %(destination)s for %(target)s") % {"destination": diagnosis.destination, "target": target.label}
+        )
+        self.stdout.write("\n" + _("Steps:"))
         for step in diagnosis.steps:
             self.stdout.write(_step_line(step))
-        self.stdout.write("\nTranscript:")
+        self.stdout.write("\n" + _("Transcript:"))
         for line in diagnosis.transcript:
             self.stdout.write(f"  {line}")
         self.stdout.write("")
@@ -130,16 +137,22 @@ class Command(BaseCommand):
 
     def _verdict(self, diagnosis: Diagnosis) -> None:
         if diagnosis.ok:
-            queue = f" (queue id {diagnosis.queue_id})" if diagnosis.queue_id else ""
-            self.stdout.write(self.style.SUCCESS(f"Verdict: OK - {diagnosis.title}{queue}"))
+            if diagnosis.queue_id:
+                line = _("Verdict: OK - %(title)s (queue id %(queue_id)s)")
+            else:
+                line = _("Verdict: OK - %(title)s")
+            self.stdout.write(self.style.SUCCESS(line % {"title": diagnosis.title, "queue_id": diagnosis.queue_id}))
             return
-        kind = "temporary: trying later may work" if diagnosis.transient else "permanent: needs a change"
-        self.stdout.write(self.style.ERROR(f"Verdict: {diagnosis.category} - {diagnosis.title} ({kind})"))
+        kind = _("temporary: trying later may work") if diagnosis.transient else _("permanent: needs a change")
+        verdict = _("Verdict: %(category)s - %(title)s (%(kind)s)")
+        self.stdout.write(
+            self.style.ERROR(verdict % {"category": diagnosis.category, "title": diagnosis.title, "kind": kind})
+        )
         for label, text in (
-            ("What happened", diagnosis.detail),
-            ("Server reply", diagnosis.reply),
-            ("Cause", diagnosis.cause),
-            ("Fix", diagnosis.fix),
+            (_("What happened"), diagnosis.detail),
+            (_("Server reply"), diagnosis.reply),
+            (_("Cause"), diagnosis.cause),
+            (_("Fix"), diagnosis.fix),
         ):
             if text:
                 self.stdout.write(f"  {label}: {text}")
@@ -148,21 +161,23 @@ class Command(BaseCommand):
 def _saved_target(scope: str) -> Target:
     installation = Installation.objects.first()
     if installation is None:
-        raise CommandError("There is no installation yet.", returncode=BAD_ARGUMENTS)
+        raise CommandError(_("There is no installation yet."), returncode=BAD_ARGUMENTS)
     if scope == "installation":
-        row, label = scope_settings(installation), f"{installation} (installation)"
+        row, label = scope_settings(installation), _("%(name)s (installation)") % {"name": installation}
     else:
         district = District.objects.filter(slug=scope).first()
         if district is None:
-            raise CommandError(f"No district has the slug {scope!r}.", returncode=BAD_ARGUMENTS)
+            raise CommandError(_("No district has the slug %(slug)r.") % {"slug": scope}, returncode=BAD_ARGUMENTS)
         effective = effective_settings(district)
         row, label = effective.settings, f"{district} ({effective.source.label.lower()})"
     if row is None:
-        raise CommandError(f"{label} has no saved mail settings.", returncode=BAD_ARGUMENTS)
+        raise CommandError(_("%(target)s has no saved mail settings.") % {"target": label}, returncode=BAD_ARGUMENTS)
     try:
         return Target(stored_smtp_config(row, installation), row, label)
     except CredentialsUnreadable as exc:
-        raise CommandError(f"{exc} Enter the password again on the settings page.", returncode=NOT_OK) from exc
+        raise CommandError(
+            _("%(error)s Enter the password again on the settings page.") % {"error": exc}, returncode=NOT_OK
+        ) from exc
 
 
 def _explicit_base(host: str, port: int, kind: Transport, username: str, password: str) -> SmtpConfig:
@@ -189,17 +204,19 @@ def _read_ca(options: dict[str, Any]) -> str:
     try:
         return Path(options["ca_file"]).read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise CommandError(f"Cannot read --ca-file: {exc}", returncode=BAD_ARGUMENTS) from exc
+        raise CommandError(_("Cannot read --ca-file: %(error)s") % {"error": exc}, returncode=BAD_ARGUMENTS) from exc
 
 
 def _check_address(address: str) -> None:
     try:
         validate_email(address)
     except ValidationError as exc:
-        raise CommandError(f"--send-to {address!r} is not an email address.", returncode=BAD_ARGUMENTS) from exc
+        raise CommandError(
+            _("--send-to %(address)r is not an email address.") % {"address": address}, returncode=BAD_ARGUMENTS
+        ) from exc
 
 
 def _step_line(step: Step) -> str:
-    outcome = "ok" if step.ok else "FAIL"
-    elapsed = "(with the step before)" if step.elapsed_ms is None else f"{step.elapsed_ms:8.1f} ms"
+    outcome = _("ok") if step.ok else _("FAIL")
+    elapsed = _("(with the step before)") if step.elapsed_ms is None else f"{step.elapsed_ms:8.1f} ms"
     return f"  {outcome:<5} {step.label:<14} {elapsed:>22}  {step.detail}".rstrip()

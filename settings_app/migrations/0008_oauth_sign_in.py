@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('settings_app', '0006_notice_patron_index'),
+        ('settings_app', '0007_i18n_languages'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
