@@ -59,3 +59,42 @@ def test_super_admin_signs_the_account_in_with_oauth_and_test_server_uses_it(
     expect(result).to_contain_text("Get access token")
     assert xoauth2_server.recorded.logins[-1].accepted
     assert CLIENT_SECRET not in page.content()
+
+
+def test_the_redirect_url_is_copied_with_one_press_and_the_copy_is_announced(
+    page, login, live_server, settings, consortium, super_admin
+):
+    settings.OAUTH_REDIRECT_URL = "https://mail.example.org/oauth/callback/"
+    factories.smtp_settings(installation=consortium, host="smtp.example.org", username=MAILBOX)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    login(super_admin)
+
+    card = page.locator("#oauth")
+    field = card.get_by_label("Redirect URL to register at the provider")
+    expect(field).to_have_value(settings.OAUTH_REDIRECT_URL)
+    expect(field).to_have_attribute("readonly", "")
+    status = card.get_by_role("status")
+    expect(status).to_have_text("")
+    card.get_by_role("button", name="Copy").click()
+
+    expect(status).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == settings.OAUTH_REDIRECT_URL
+
+
+def test_without_javascript_the_redirect_url_is_a_read_only_field_and_no_copy_button_shows(
+    browser, live_server, settings, consortium, super_admin
+):
+    settings.OAUTH_REDIRECT_URL = "https://mail.example.org/oauth/callback/"
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(f"{live_server.url}/login/")
+    page.get_by_label("Username").fill(super_admin.username)
+    page.get_by_label("Password").fill("pw")
+    page.get_by_role("button", name="Log in").click()
+
+    card = page.locator("#oauth")
+    field = card.get_by_label("Redirect URL to register at the provider")
+    expect(field).to_have_value(settings.OAUTH_REDIRECT_URL)
+    expect(field).not_to_be_editable()
+    expect(card.get_by_role("button", name="Copy")).to_be_hidden()
+    context.close()

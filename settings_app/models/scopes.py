@@ -40,10 +40,12 @@ class Installation(models.Model):
         help_text=_("Self-hosted only: PEM certificates of a private CA that signs your mail server's certificate."),
     )
     oauth_issuer = models.URLField(
-        "Identity provider URL",
+        _("Identity provider URL"),
         blank=True,
-        help_text="Self-hosted only: the base URL of an OAuth 2.0 identity provider of your own "
-        "(its /authorize and /token endpoints are used), offered as a provider beside Microsoft 365 and Google.",
+        help_text=_(
+            "Self-hosted only: the base URL of an OAuth 2.0 identity provider of your own "
+            "(its /authorize and /token endpoints are used), offered as a provider beside Microsoft 365 and Google."
+        ),
     )
 
     class Meta:

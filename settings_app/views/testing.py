@@ -52,7 +52,7 @@ def _config(request: AuthenticatedRequest, scope: Scope, data: dict) -> tuple[Sm
         try:
             return selectors.stored_smtp_config(saved, installation_of(scope)), True
         except crypto.CredentialsUnreadable:
-            return _refused(destination, "Credentials unreadable: enter the client secret again."), False
+            return _refused(destination, gettext("Credentials unreadable: enter the client secret again.")), False
     password = data["password"] or pending_password(request, scope, destination)
     from_store = not password
     if data["username"] and not password:

@@ -265,7 +265,7 @@ class Conversation:
                     raise
                 raise SmtpProblem(
                     Category.OAUTH_TOKEN_REJECTED,
-                    "The server refused a freshly issued access token.",
+                    _("The server refused a freshly issued access token."),
                     reply=reply_text(exc.code, exc.message),
                 ) from exc
 
