@@ -155,6 +155,8 @@ SMTP_EHLO_NAME = env.str("SMTP_EHLO_NAME", default="destiny-mail.localdomain")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Destiny Mail <no-reply@destiny-mail.localdomain>")
 SMTP_CONNECT_TIMEOUT = env.float("SMTP_CONNECT_TIMEOUT", default=10.0)
 SMTP_TOTAL_TIMEOUT = env.float("SMTP_TOTAL_TIMEOUT", default=30.0)
+# OAuth 2.0: the callback URL registered at Microsoft / Google (this server's /oauth/callback/, as browsers see it).
+OAUTH_REDIRECT_URL = env.str("OAUTH_REDIRECT_URL", default="http://127.0.0.1:8000/oauth/callback/")
 # How many Test Server / Test email presses one user may make a minute.
 SMTP_TESTS_PER_MINUTE = env.int("SMTP_TESTS_PER_MINUTE", default=10)
 

@@ -12,6 +12,8 @@ from django.conf import settings
 from django.utils.translation import gettext
 
 Destination = tuple[str, int, str, str]  # host, port, transport, username
+# What an OAuth secret is sealed to: the destination, then the provider, client ID and tenant of the OAuth client.
+Binding = tuple[str | int, ...]
 
 
 class CredentialsUnreadable(Exception):
@@ -27,12 +29,12 @@ def fernet() -> MultiFernet:
     return _fernet(tuple(settings.SMTP_ENCRYPTION_KEYS))
 
 
-def seal(password: str, destination: Destination) -> str:
+def seal(password: str, destination: Binding) -> str:
     payload = json.dumps({"password": password, "destination": list(destination)})
     return fernet().encrypt(payload.encode()).decode()
 
 
-def unseal(token: str, destination: Destination) -> str:
+def unseal(token: str, destination: Binding) -> str:
     """Return the password sealed in `token`; raise CredentialsUnreadable rather than guess."""
     try:
         payload = json.loads(fernet().decrypt(token.encode()))

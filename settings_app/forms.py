@@ -20,6 +20,8 @@ from django.utils.translation import gettext_lazy as _
 from settings_app.mail.config import Transport
 from settings_app.mail.message import check_sender
 from settings_app.models import HostingMode, Installation, MailSource, SmtpSettings
+from settings_app.oauth.providers import AuthMethod, Flow, Provider
+from settings_app.oauth.tokens import service_account_key
 
 # Control, format, separator, surrogate and unassigned characters: none belongs in a header or a host name.
 _FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
@@ -215,7 +217,7 @@ class MailSourceForm(forms.Form):
 class InstallationForm(forms.ModelForm):
     class Meta:
         model = Installation
-        fields = ["name", "hosting_mode", "ehlo_name", "divert_all_to", "allowed_networks", "ca_bundle"]
+        fields = ["name", "hosting_mode", "ehlo_name", "divert_all_to", "allowed_networks", "ca_bundle", "oauth_issuer"]
         widgets = {
             "allowed_networks": forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
             "ca_bundle": forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
@@ -259,7 +261,133 @@ class InstallationForm(forms.ModelForm):
                     _("Private networks and a private CA are for self-hosted installations only."), code="hosted"
                 ),
             )
+        if cleaned.get("hosting_mode") == HostingMode.HOSTED and cleaned.get("oauth_issuer"):
+            self.add_error(
+                "oauth_issuer",
+                ValidationError(
+                    _("An identity provider of your own is for self-hosted installations only."),
+                    code="hosted",
+                ),
+            )
+        elif cleaned.get("oauth_issuer", "").startswith("http://"):
+            self.add_error("oauth_issuer", ValidationError(_("Enter an https:// address."), code="https"))
         return cleaned
+
+
+class OAuthSettingsForm(forms.ModelForm):
+    """How the mail account signs in, and the OAuth app registration (the client secret is write-only)."""
+
+    client_secret = forms.CharField(
+        label=_("Client secret"),
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=_("Leave blank to keep the stored secret. Not needed by Google for installed apps' user consent."),
+    )
+
+    class Meta:
+        model = SmtpSettings
+        fields = [
+            "auth_method",
+            "oauth_provider",
+            "oauth_flow",
+            "oauth_client_id",
+            "oauth_tenant",
+            "client_secret",
+            "oauth_client_secret_expires",
+        ]
+        widgets = {
+            "auth_method": forms.RadioSelect,
+            "oauth_client_id": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+            "oauth_tenant": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+            "oauth_client_secret_expires": forms.DateInput(attrs={"type": "date"}),
+        }
+        help_texts = {
+            "oauth_provider": _("Where the mail account signs in."),
+            "oauth_flow": _(
+                "Microsoft 365: app-only sign-in (SMTP.SendAsApp) is recommended: no one signs in and it survives "
+                "password resets. Google Workspace: the account signs in, or a service account with domain-wide "
+                "delegation acts for the mailbox."
+            ),
+            "oauth_client_id": _("The application (client) ID of the app registration."),
+            "oauth_tenant": _("Microsoft 365 only: the directory (tenant) ID or domain, for example district.org."),
+            "oauth_client_secret_expires": _("Optional: the page warns you 30 days before it expires."),
+        }
+
+    def __init__(self, *args: Any, installation: Installation, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.installation = installation
+        choices = [(value, label) for value, label in Provider.choices if self._offered(value)]
+        provider = cast(forms.ChoiceField, self.fields["oauth_provider"])
+        provider.choices = [("", _("Choose the identity provider…")), *choices]
+
+    def _offered(self, provider: str) -> bool:
+        return provider != Provider.INSTALLATION or bool(
+            self.installation.oauth_issuer and not self.installation.hosted
+        )
+
+    def clean_oauth_client_id(self) -> str:
+        validate_printable(self.cleaned_data["oauth_client_id"])
+        return self.cleaned_data["oauth_client_id"].strip()
+
+    def clean_oauth_tenant(self) -> str:
+        validate_printable(self.cleaned_data["oauth_tenant"])
+        return self.cleaned_data["oauth_tenant"].strip()
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = self.cleaned_data
+        if cleaned.get("auth_method") != AuthMethod.OAUTH:
+            return cleaned
+        if not self.instance.username:
+            self.add_error(
+                "auth_method",
+                ValidationError(
+                    _("Enter the user ID (the mailbox address) in the SMTP settings and save them first."),
+                    code="username",
+                ),
+            )
+        if cleaned.get("oauth_flow") == Flow.SERVICE_ACCOUNT:
+            self._clean_service_account(cleaned)
+        for field in ("oauth_provider", "oauth_client_id"):
+            if not cleaned.get(field) and field not in self.errors:
+                self.add_error(field, ValidationError(_("Required to sign in with OAuth 2.0."), code="required"))
+        app_only = cleaned.get("oauth_flow") == Flow.APP_ONLY
+        if app_only and cleaned.get("oauth_provider") == Provider.GOOGLE:
+            self.add_error(
+                "oauth_flow",
+                ValidationError(
+                    _("Google has no app-only sign-in for SMTP: choose the account signs in."), code="flow"
+                ),
+            )
+        if app_only and cleaned.get("oauth_provider") == Provider.MICROSOFT and not cleaned.get("oauth_tenant"):
+            self.add_error(
+                "oauth_tenant",
+                ValidationError(_("App-only sign-in needs the tenant ID or domain."), code="tenant"),
+            )
+        return cleaned
+
+    def _clean_service_account(self, cleaned: dict[str, Any]) -> None:
+        """A Google service account: its JSON key goes in the client secret field and names the client ID."""
+        if cleaned.get("oauth_provider") == Provider.MICROSOFT:
+            self.add_error(
+                "oauth_flow",
+                ValidationError(_("Service accounts are Google Workspace's."), code="flow"),
+            )
+            return
+        if not cleaned.get("client_secret"):
+            if not self.instance.has_client_secret:
+                self.add_error(
+                    "client_secret",
+                    ValidationError(_("Paste the service account's JSON key."), code="required"),
+                )
+            return
+        try:
+            key = service_account_key(cleaned["client_secret"])
+        except ValueError as exc:
+            self.add_error("client_secret", ValidationError(str(exc), code="service_account"))
+            return
+        cleaned["oauth_client_id"] = key["client_email"]
+        self.errors.pop("oauth_client_id", None)
 
 
 class TestEmailForm(forms.Form):

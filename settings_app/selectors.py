@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from settings_app.crypto import CredentialsUnreadable
 from settings_app.delivery import cap
-from settings_app.mail.config import SmtpConfig, Transport
+from settings_app.mail.config import SmtpConfig, TokenSource, Transport
 from settings_app.mail.diagnosis import ADVICE, Advice, Category
 from settings_app.models import (
     CapReservation,
@@ -30,10 +30,19 @@ from settings_app.models import (
     SmtpTestRecord,
     scope_kwargs,
 )
+from settings_app.oauth.providers import Flow
+from settings_app.oauth.tokens import StoredTokens, oauth_app
 
 
 def smtp_config(
-    *, installation: Installation, host: str, port: int, transport: str, username: str = "", password: str = ""
+    *,
+    installation: Installation,
+    host: str,
+    port: int,
+    transport: str,
+    username: str = "",
+    password: str = "",
+    oauth: TokenSource | None = None,
 ) -> SmtpConfig:
     """The frozen connector configuration for these values under the installation's reach policy."""
     return SmtpConfig(
@@ -42,6 +51,7 @@ def smtp_config(
         transport=Transport(transport),
         username=username,
         password=password,
+        oauth=oauth,
         ehlo_name=installation.effective_ehlo_name,
         policy=installation.reach_policy,
         ca_pem=installation.ca_bundle,
@@ -51,14 +61,17 @@ def smtp_config(
 
 
 def stored_smtp_config(row: SmtpSettings, installation: Installation) -> SmtpConfig:
-    """The configuration of a saved row, its password decrypted (raises crypto.CredentialsUnreadable)."""
+    """The configuration of a saved row, its password decrypted or its OAuth sign-in ready to fetch access tokens
+    (raises crypto.CredentialsUnreadable)."""
+    oauth = StoredTokens(oauth_app(row, installation)) if row.uses_oauth else None
     return smtp_config(
         installation=installation,
         host=row.host,
         port=row.port,
         transport=row.transport,
         username=row.username,
-        password=row.password(),
+        password="" if oauth else row.password(),
+        oauth=oauth,
     )
 
 
@@ -140,6 +153,49 @@ def password_status(row: SmtpSettings | None) -> PasswordStatus:
     except CredentialsUnreadable:
         return PasswordStatus("unreadable", row.password_changed_at, by)
     return PasswordStatus("set", row.password_changed_at, by)
+
+
+# The page warns this long before the app registration's client secret expires.
+SECRET_WARNING = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class OAuthStatus:
+    """What the page says about the OAuth sign-in of a row (never a token or the secret)."""
+
+    uses_oauth: bool
+    connected: bool
+    connects_account: bool  # a person signs in (Connect account); app-only and service accounts need no one
+    account: str = ""
+    connected_at: datetime | None = None
+    connected_by: str = ""
+    has_client_secret: bool = False
+    secret_expires: Any = None
+    secret_expiring: bool = False
+    google: bool = False
+    redirect_url: str = ""
+
+
+def oauth_status(row: SmtpSettings | None) -> OAuthStatus:
+    """Whether the row signs in with OAuth, who connected which account and when, and what needs attention."""
+    redirect_url = str(django_settings.OAUTH_REDIRECT_URL)
+    if row is None:
+        return OAuthStatus(uses_oauth=False, connected=False, connects_account=True, redirect_url=redirect_url)
+    expires = row.oauth_client_secret_expires
+    by = row.oauth_connected_by.get_username() if row.oauth_connected_by_id and row.oauth_connected_by else ""
+    return OAuthStatus(
+        uses_oauth=row.uses_oauth,
+        connected=row.oauth_connected,
+        connects_account=Flow(row.oauth_flow).connects_account,
+        account=row.oauth_account,
+        connected_at=row.oauth_connected_at,
+        connected_by=by,
+        has_client_secret=row.has_client_secret,
+        secret_expires=expires,
+        secret_expiring=bool(expires and expires - timezone.localdate() <= SECRET_WARNING),
+        google=row.oauth_provider == "google",
+        redirect_url=redirect_url,
+    )
 
 
 def settings_history(scope: Scope, limit: int = 10) -> list[dict[str, Any]]:

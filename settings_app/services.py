@@ -49,6 +49,25 @@ EDITED_WITH_THEM = [
     "updated_at",
 ]
 SETTINGS_FIELDS = ["host", "port", "transport", "username", "from_name", "from_email", "max_per_hour"]
+OAUTH_FIELDS = [
+    "auth_method",
+    "oauth_provider",
+    "oauth_flow",
+    "oauth_client_id",
+    "oauth_tenant",
+    "oauth_client_secret_expires",
+]
+OAUTH_SECRETS = [
+    "oauth_client_secret_sealed",
+    "oauth_refresh_sealed",
+    "oauth_account",
+    "oauth_connected_at",
+    "oauth_connected_by",
+]
+# The audit names the connected account and the client secret, never a token or the secret's value.
+OAUTH_ACCOUNT = gettext_noop("OAuth account")
+SIGNED_IN_AS = gettext_noop("Signed in as")
+CLIENT_SECRET = gettext_noop("Client secret")
 
 
 def _audit(scope: Scope, acting_user: User, summary: dict[str, str]) -> None:
@@ -69,10 +88,13 @@ def _label(field: str) -> str:
 def _shown(field: str, value: Any) -> str:
     if field == "transport":
         return _msgid(Transport(value).label)
-    return str(value) if value != "" else gettext_noop("(blank)")
+    choices = dict(SmtpSettings._meta.get_field(field).choices or ())  # type: ignore[union-attr]
+    if value in choices:
+        return _msgid(choices[value])
+    return str(value) if value not in ("", None) else gettext_noop("(blank)")
 
 
-@sensitive_variables("password")
+@sensitive_variables("password", "client_secret")
 @transaction.atomic
 def smtp_settings_save(
     *, scope: Scope, values: dict[str, Any], password: str, acting_user: User
@@ -90,6 +112,7 @@ def smtp_settings_save(
     row = row or SmtpSettings(**scope_kwargs(scope))
     old = {field: getattr(row, field) for field in SETTINGS_FIELDS} if row.pk else {}
     old_destination = row.destination if row.pk else None
+    client_secret = _readable_client_secret(row)
     for field in SETTINGS_FIELDS:
         setattr(row, field, values[field])
     summary = {
@@ -106,12 +129,104 @@ def smtp_settings_save(
         summary[CREDENTIAL] = gettext_noop("cleared (server or user ID changed)")
         _set_password(row, "", acting_user)
         cleared_by_move = True
+    if moved and row.oauth_refresh_sealed:
+        # The account's sign-in is sealed to the destination: it never follows the settings elsewhere.
+        summary[OAUTH_ACCOUNT] = gettext_noop("disconnected (server or user ID changed)")
+        _forget_oauth(row)
+    if moved and client_secret:
+        # The app's secret only ever goes to the identity provider: it stays, sealed to the new destination.
+        row.oauth_client_secret_sealed = crypto.seal(client_secret, row.oauth_binding)
     if moved:
         _carry_recent_test(row, scope, acting_user)
     row.updated_by = acting_user
-    row.save(update_fields=[*SETTINGS_FIELDS, *EDITED_WITH_THEM] if row.pk else None)
+    row.save(update_fields=[*SETTINGS_FIELDS, *EDITED_WITH_THEM, *OAUTH_SECRETS] if row.pk else None)
     _audit(scope, acting_user, summary)
     return row, cleared_by_move
+
+
+def _forget_oauth(row: SmtpSettings) -> None:
+    row.oauth_refresh_sealed, row.oauth_account, row.oauth_connected_at, row.oauth_connected_by = "", "", None, None
+
+
+@sensitive_variables("client_secret", "secret")
+@transaction.atomic
+def smtp_oauth_client_save(
+    *, scope: Scope, values: dict[str, Any], client_secret: str, acting_user: User
+) -> SmtpSettings:
+    """Save how the scope's mail account signs in: password or OAuth 2.0, and the OAuth app registration.
+
+    The scope's server settings must be saved first (raises SmtpSettings.DoesNotExist). A typed client secret is
+    sealed to the destination and the app registration; a blank one keeps the stored one while the registration
+    (provider, client ID, tenant) is unchanged. Changing the registration disconnects the account.
+    """
+    row = SmtpSettings.objects.select_for_update().get(**scope_kwargs(scope))
+    old_binding = row.oauth_binding
+    secret = "" if client_secret else _readable_client_secret(row)
+    summary = {_label(f): _shown(f, values[f]) for f in OAUTH_FIELDS if getattr(row, f) != values[f]}
+    for field in OAUTH_FIELDS:
+        setattr(row, field, values[field])
+    if row.oauth_binding != old_binding and row.oauth_refresh_sealed:
+        summary[OAUTH_ACCOUNT] = gettext_noop("disconnected (app registration changed)")
+        _forget_oauth(row)
+    secret = client_secret or (secret if row.oauth_binding == old_binding else "")
+    if client_secret:
+        # Its own words, not the password's: in Spanish they agree with "secreto", not with "contraseña".
+        summary[CLIENT_SECRET] = gettext_noop("replaced") if row.oauth_client_secret_sealed else gettext_noop("entered")
+    elif row.oauth_client_secret_sealed and not secret:
+        summary[CLIENT_SECRET] = gettext_noop("cleared (app registration changed)")
+    row.oauth_client_secret_sealed = crypto.seal(secret, row.oauth_binding) if secret else ""
+    row.updated_by = acting_user
+    row.save()
+    _audit(scope, acting_user, summary)
+    return row
+
+
+def _readable_client_secret(row: SmtpSettings) -> str:
+    if not row.oauth_client_secret_sealed:
+        return ""
+    try:
+        return row.oauth_client_secret()
+    except crypto.CredentialsUnreadable:
+        return ""
+
+
+@sensitive_variables("refresh_token")
+@transaction.atomic
+def smtp_oauth_connect(
+    *, row_id: int, binding: crypto.Binding, refresh_token: str, account: str, acting_user: User
+) -> bool:
+    """Store the account an authorization-code flow connected (its refresh token sealed), with its audit row.
+
+    `binding` is what the flow was started for: when the settings changed meanwhile nothing is stored and False
+    is returned.
+    """
+    row = SmtpSettings.objects.select_for_update().filter(pk=row_id).first()
+    if row is None or row.oauth_binding != binding or not refresh_token:
+        return False
+    again = bool(row.oauth_refresh_sealed)
+    row.oauth_refresh_sealed = crypto.seal(refresh_token, binding)
+    row.oauth_account, row.oauth_connected_at, row.oauth_connected_by = account, timezone.now(), acting_user
+    row.save(update_fields=[*OAUTH_SECRETS, "updated_at"])
+    summary = {
+        OAUTH_ACCOUNT: gettext_noop("reconnected") if again else gettext_noop("connected"),
+        SIGNED_IN_AS: account,
+        _label("oauth_provider"): _shown("oauth_provider", row.oauth_provider),
+    }
+    _audit(row.scope, acting_user, summary)
+    return True
+
+
+def smtp_oauth_disconnect(*, scope: Scope, acting_user: User) -> bool:
+    """Forget the scope's connected account; returns False when none was connected."""
+    with transaction.atomic():
+        row = SmtpSettings.objects.select_for_update().filter(**scope_kwargs(scope)).first()
+        if row is None or not row.oauth_refresh_sealed:
+            return False
+        account = row.oauth_account
+        _forget_oauth(row)
+        row.save(update_fields=[*OAUTH_SECRETS, "updated_at"])
+        _audit(scope, acting_user, {OAUTH_ACCOUNT: gettext_noop("disconnected"), SIGNED_IN_AS: account})
+    return True
 
 
 @sensitive_variables("password")

@@ -8,7 +8,7 @@ from django.utils import translation
 from settings_app.models import RoleKind
 from tests import factories
 
-pytest_plugins = ["tests.smtp_servers"]
+pytest_plugins = ["tests.smtp_servers", "tests.oauth_servers"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -181,3 +181,25 @@ def test_the_language_switch_works_without_javascript_and_is_remembered(browser,
     page.get_by_role("button", name="English").click()
     expect(page.get_by_role("heading", name="Update Destiny Installation: Test Consortium")).to_be_visible()
     context.close()
+
+
+def test_the_sign_in_card_is_spanish_through_and_its_copy_button_announces_in_spanish(
+    page, live_server, spanish, settings, consortium, super_admin
+):
+    settings.OAUTH_REDIRECT_URL = "https://mail.example.org/oauth/callback/"
+    factories.smtp_settings(installation=consortium, host="smtp.office365.com", username="informes@example.org")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    log_in(page, live_server, super_admin)
+
+    card = page.locator("#oauth")
+    card.get_by_label("Iniciar sesión con Microsoft 365 / Google (OAuth 2.0)").check()
+    card.get_by_label("Proveedor de identidad").select_option(label="Microsoft 365")
+    card.get_by_label("ID de cliente").fill("00000000-0000-0000-0000-000000000000")
+    card.get_by_role("button", name="Guardar la configuración de inicio de sesión").click()
+    expect(page.get_by_text("Configuración de inicio de sesión guardada.")).to_be_visible()
+    expect(page.locator("#oauth-status")).to_contain_text("No hay ninguna cuenta conectada.")
+    expect(card.get_by_role("button", name="Conectar la cuenta")).to_be_visible()
+    card.get_by_role("button", name="Copiar").click()
+    expect(card.get_by_role("status")).to_have_text("Copiada")
+    spanish("Opciones con la tarjeta de inicio de sesión", "Microsoft 365", "informes@example.org")
+    screenshot(page, "es-oauth-sign-in.png")

@@ -2,6 +2,7 @@
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -31,6 +32,24 @@ class ReachPolicy:
     allowed_networks: tuple[IPNetwork, ...] = ()
 
 
+class TokenUnavailable(Exception):
+    """No access token could be had; `error` is the provider's OAuth error code (invalid_grant, ...) or one of ours
+    (not_connected, unreachable), `description` says what happened in plain language (never a secret)."""
+
+    def __init__(self, error: str, description: str = "") -> None:
+        super().__init__(error, description)
+        self.error = error
+        self.description = description
+
+
+class TokenSource(Protocol):
+    """Where the connector gets the OAuth 2.0 access token it logs in with (AUTH XOAUTH2)."""
+
+    async def access_token(self, *, fresh: bool = False) -> str:
+        """A valid access token; `fresh` skips any cached one. Raises TokenUnavailable."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class SmtpConfig:
     host: str
@@ -41,6 +60,8 @@ class SmtpConfig:
     username: str = ""
     password: str = field(default="", repr=False)
     ca_pem: str = ""
+    # Set when the account signs in with OAuth 2.0 instead of a password.
+    oauth: TokenSource | None = field(default=None, repr=False, compare=False)
     connect_timeout: float = 10.0
     total_timeout: float = 30.0
 

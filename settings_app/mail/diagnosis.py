@@ -48,6 +48,13 @@ class Category(StrEnum):
     INVALID_ADDRESS = "invalid_address"
     DATA_REJECTED = "data_rejected"
     SERVER_ERROR = "server_error"
+    OAUTH_NOT_CONNECTED = "oauth_not_connected"
+    OAUTH_REVOKED = "oauth_revoked"
+    OAUTH_CONSENT = "oauth_consent"
+    OAUTH_CLIENT = "oauth_client"
+    OAUTH_SCOPE = "oauth_scope"
+    OAUTH_PROVIDER = "oauth_provider"
+    OAUTH_TOKEN_REJECTED = "oauth_token_rejected"  # noqa: S105 - a verdict name
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,10 +272,75 @@ ADVICE: dict[Category, Advice] = {
         _("The server refused a step of the conversation."),
         _("Read the server's reply below; ask your mail provider if it is unclear."),
     ),
+    Category.OAUTH_NOT_CONNECTED: Advice(
+        _("The mail account is not connected"),
+        _(
+            "Authentication is set to sign in with OAuth 2.0, but no account is connected for this server, user ID "
+            "and app registration (changing any of them disconnects the account)."
+        ),
+        _("Press Connect account, sign in as the mail account, then test again."),
+        configuration=True,
+    ),
+    Category.OAUTH_REVOKED: Advice(
+        _("The account's sign-in has expired or was revoked"),
+        _(
+            "The identity provider no longer accepts the stored sign-in (invalid_grant): the account's consent was "
+            "revoked, its password was reset, or the sign-in expired (a Google app left in Testing keeps it only 7 "
+            "days)."
+        ),
+        _("Press Connect account again and sign in as the mail account, then press Test Server."),
+        configuration=True,
+    ),
+    Category.OAUTH_CONSENT: Advice(
+        _("The account has not consented"),
+        _("The identity provider requires the account (or its administrator) to consent to sending mail."),
+        _("Press Connect account and accept the request, or ask the tenant administrator to grant admin consent."),
+        configuration=True,
+    ),
+    Category.OAUTH_CLIENT: Advice(
+        _("The app registration was refused"),
+        _(
+            "The identity provider refused the client ID or client secret (invalid_client, unauthorized_client): "
+            "the secret may have expired, or the app is not allowed this kind of sign-in."
+        ),
+        _(
+            "Check the client ID and tenant against the app registration, create a new client secret and enter it, "
+            "then test again."
+        ),
+        configuration=True,
+    ),
+    Category.OAUTH_SCOPE: Advice(
+        _("The app may not send mail"),
+        _("The identity provider refused the permission to send mail (invalid_scope or access_denied)."),
+        _(
+            "Grant the app the SMTP permission in its registration (Microsoft: SMTP.Send or SMTP.SendAsApp; "
+            "Google: https://mail.google.com/), then press Connect account again."
+        ),
+        configuration=True,
+    ),
+    Category.OAUTH_PROVIDER: Advice(
+        _("The identity provider could not be reached"),
+        _("Getting an access token failed: the sign-in service did not answer, or answered with a server error."),
+        _("Try again in a few minutes; delivery retries by itself."),
+        transient=True,
+    ),
+    Category.OAUTH_TOKEN_REJECTED: Advice(
+        _("The mail server refused the access token"),
+        _(
+            "The identity provider issued a token, but the mail server did not accept it, even freshly issued: "
+            "SMTP AUTH may be off for this mailbox, or the token belongs to another account than the user ID."
+        ),
+        _(
+            "Make sure the user ID is the connected account's address and that authenticated SMTP is enabled for "
+            "the mailbox, then test again."
+        ),
+        configuration=True,
+    ),
 }
 
 
 class StepKind(StrEnum):
+    TOKEN = "token"  # noqa: S105 - a step name
     RESOLVE = "resolve"
     CONNECT = "connect"
     TLS = "tls"
@@ -287,6 +359,7 @@ class StepKind(StrEnum):
 
 
 _STEP_LABELS = {
+    StepKind.TOKEN: _("Get access token"),
     StepKind.RESOLVE: _("Resolve"),
     StepKind.CONNECT: _("Connect"),
     StepKind.TLS: _("TLS handshake"),

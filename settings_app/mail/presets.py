@@ -11,7 +11,14 @@ from settings_app.mail.config import Transport
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
 
-TWO_STEP_CAVEAT = _("Turn on 2-Step Verification and create an app password; the account's usual one is refused.")
+OAUTH_PROPOSAL = _(
+    "Recommended instead of a password: Authentication: Sign in with Microsoft 365 / Google (OAuth 2.0), below."
+)
+TWO_STEP_CAVEAT = format_lazy(
+    "{} {}",
+    _("Turn on 2-Step Verification and create an app password; the account's usual one is refused."),
+    OAUTH_PROPOSAL,
+)
 BASIC_AUTH_RETIRING = _(
     "Microsoft is retiring basic authentication (user ID and password) for SMTP; check that it is still allowed "
     "for this mailbox."
@@ -56,9 +63,10 @@ PRESETS: tuple[Preset, ...] = (
         587,
         Transport.TLS,
         format_lazy(
-            "{} {}",
+            "{} {} {}",
             _("SMTP AUTH must be enabled for the mailbox (and not disabled for the tenant)."),
             BASIC_AUTH_RETIRING,
+            OAUTH_PROPOSAL,
         ),
     ),
     Preset(

@@ -12,6 +12,7 @@ import re
 import socket
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
@@ -110,6 +111,37 @@ async def vet(config: SmtpConfig) -> Destination:
         if reason:
             raise DestinationRefused(_about(host, endpoint.address, reason))
     return Destination(host, config.port, endpoints)
+
+
+async def vet_https(url: str, policy: ReachPolicy, *, seconds: float, public_hosts: frozenset[str]) -> Destination:
+    """Judge an identity provider's endpoint: HTTPS only; hosted installations reach only `public_hosts` on port 443,
+    self-hosted ones any host whose addresses the policy allows. Resolved once, like a mail server.
+
+    Raises DestinationRefused (policy) or HostNotFound (DNS).
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise DestinationRefused(_("Identity provider endpoints must be https:// addresses."))
+    host = normalize_host(parts.hostname)
+    try:
+        port = parts.port or 443
+    except ValueError as exc:
+        raise DestinationRefused(_("The identity provider's address has an invalid port.")) from exc
+    if policy.hosted and (host not in public_hosts or port != 443):
+        raise DestinationRefused(
+            _(
+                "“%(host)s” is not a known identity provider. Hosted Destiny Mail signs in only with Microsoft 365 "
+                "and Google."
+            )
+            % {"host": host}
+        )
+    check_name(host, policy)
+    endpoints = await _resolve(host, port, seconds=seconds)
+    for endpoint in endpoints:
+        reason = judge(endpoint.address, policy)
+        if reason:
+            raise DestinationRefused(_about(host, endpoint.address, reason))
+    return Destination(host, port, endpoints)
 
 
 def normalize_host(host: str) -> str:

@@ -39,6 +39,14 @@ class Installation(models.Model):
         blank=True,
         help_text=_("Self-hosted only: PEM certificates of a private CA that signs your mail server's certificate."),
     )
+    oauth_issuer = models.URLField(
+        _("Identity provider URL"),
+        blank=True,
+        help_text=_(
+            "Self-hosted only: the base URL of an OAuth 2.0 identity provider of your own "
+            "(its /authorize and /token endpoints are used), offered as a provider beside Microsoft 365 and Google."
+        ),
+    )
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(id=1), name="one_installation")]

@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 from settings_app import crypto
 from settings_app.mail.config import Transport
 from settings_app.models.scopes import District, Installation
+from settings_app.oauth.providers import AuthMethod, Flow, Provider
 
 ONE_SCOPE = Q(installation__isnull=False, district__isnull=True) | Q(installation__isnull=True, district__isnull=False)
 
@@ -38,6 +39,21 @@ class SmtpSettings(models.Model):
     password_sealed = models.TextField(blank=True, editable=False)
     password_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
     password_changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    auth_method = models.CharField(_("Authentication"), max_length=10, choices=AuthMethod, default=AuthMethod.PASSWORD)
+    # OAuth 2.0: the app registration, and the account connected through it (its refresh token sealed to the
+    # destination and the app registration, like the password).
+    oauth_provider = models.CharField(_("Identity provider"), max_length=20, choices=Provider, blank=True)
+    oauth_flow = models.CharField(_("Sign-in"), max_length=20, choices=Flow, default=Flow.DELEGATED)
+    oauth_client_id = models.CharField(_("Client ID"), max_length=200, blank=True)
+    oauth_tenant = models.CharField(_("Tenant"), max_length=100, blank=True)
+    oauth_client_secret_sealed = models.TextField(blank=True, editable=False)
+    oauth_client_secret_expires = models.DateField(_("Client secret expires on"), null=True, blank=True)
+    oauth_refresh_sealed = models.TextField(blank=True, editable=False)
+    oauth_account = models.CharField(max_length=254, blank=True, editable=False)
+    oauth_connected_at = models.DateTimeField(null=True, blank=True, editable=False)
+    oauth_connected_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
     )
     from_name = models.CharField(_("From/Reply-To display name"), max_length=100, blank=True)
@@ -79,6 +95,10 @@ class SmtpSettings(models.Model):
         return (self.host, self.port, self.transport, self.username)
 
     @property
+    def scope(self) -> Installation | District:
+        return self.installation or self.district  # type: ignore[return-value]
+
+    @property
     def destination_label(self) -> str:
         return describe_destination(*self.destination)
 
@@ -96,6 +116,35 @@ class SmtpSettings(models.Model):
     def password(self) -> str:
         """The stored password for this destination ("" when none); raises CredentialsUnreadable."""
         return crypto.unseal(self.password_sealed, self.destination) if self.password_sealed else ""
+
+    @property
+    def uses_oauth(self) -> bool:
+        return self.auth_method == AuthMethod.OAUTH
+
+    @property
+    def oauth_binding(self) -> crypto.Binding:
+        """What the OAuth secrets are sealed to: the destination and the app registration."""
+        return (*self.destination, self.oauth_provider, self.oauth_client_id, self.oauth_tenant)
+
+    @property
+    def oauth_connected(self) -> bool:
+        if Flow(self.oauth_flow).connects_account:
+            return bool(self.oauth_refresh_sealed)
+        return self.has_client_secret
+
+    @property
+    def has_client_secret(self) -> bool:
+        return bool(self.oauth_client_secret_sealed)
+
+    def oauth_client_secret(self) -> str:
+        """The app registration's client secret ("" when none); raises CredentialsUnreadable."""
+        sealed = self.oauth_client_secret_sealed
+        return crypto.unseal(sealed, self.oauth_binding) if sealed else ""
+
+    def oauth_refresh_token(self) -> str:
+        """The connected account's refresh token ("" when none); raises CredentialsUnreadable."""
+        sealed = self.oauth_refresh_sealed
+        return crypto.unseal(sealed, self.oauth_binding) if sealed else ""
 
 
 class SettingsChange(models.Model):

@@ -11,7 +11,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from settings_app import crypto, permissions, selectors
 from settings_app.crypto import Destination
-from settings_app.forms import InstallationForm, MailSourceForm, SmtpSettingsForm, TestEmailForm
+from settings_app.forms import InstallationForm, MailSourceForm, OAuthSettingsForm, SmtpSettingsForm, TestEmailForm
 from settings_app.mail import presets
 from settings_app.models import District, Installation, Scope, SmtpSettings, scope_kwargs
 from settings_app.permissions import AuthenticatedRequest
@@ -63,6 +63,7 @@ def options_url(scope: Scope) -> str:
 
 def _test_urls(scope: Scope) -> dict[str, str]:
     actions = {"test_server_url": "test_server", "test_email_url": "test_email", "detect_url": "detect"}
+    actions |= {"oauth_url": "oauth", "oauth_connect_url": "oauth_connect", "oauth_disconnect_url": "oauth_disconnect"}
     if isinstance(scope, District):
         return {key: reverse(f"district_{name}", kwargs={"slug": scope.slug}) for key, name in actions.items()}
     return {key: reverse(f"installation_{name}") for key, name in actions.items()}
@@ -124,6 +125,17 @@ def page(request: AuthenticatedRequest, scope: Scope, *, status: int = 200, **gi
     context.setdefault(
         "smtp_form", functools.cache(lambda: smtp_form(request, scope, row(), bound=False, initial=initial))
     )
+    context.setdefault(
+        "oauth_form",
+        functools.cache(
+            lambda: OAuthSettingsForm(
+                instance=row() or SmtpSettings(**scope_kwargs(scope)),
+                installation=installation_of(scope),
+                prefix="oauth",
+            )
+        ),
+    )
+    context["oauth"] = lambda: selectors.oauth_status(row())
     context["email_form"] = given.get("email_form") or functools.cache(
         lambda: TestEmailForm(prefix="test", initial={"send_to": getattr(request.user, "email", "")})
     )

@@ -46,6 +46,13 @@ def _config(request: AuthenticatedRequest, scope: Scope, data: dict) -> tuple[Sm
     The stored password goes only to the saved destination; elsewhere the result asks for the password.
     """
     destination = form_destination(data)
+    saved = selectors.scope_settings(scope)
+    if saved is not None and saved.uses_oauth and saved.destination == destination:
+        # The account signs in with OAuth: the saved sign-in, never a typed password, is what delivery will use.
+        try:
+            return selectors.stored_smtp_config(saved, installation_of(scope)), True
+        except crypto.CredentialsUnreadable:
+            return _refused(destination, gettext("Credentials unreadable: enter the client secret again.")), False
     password = data["password"] or pending_password(request, scope, destination)
     from_store = not password
     if data["username"] and not password:

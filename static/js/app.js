@@ -90,7 +90,31 @@ function presets(form) {
   });
 }
 
+// A Copy button beside a read-only field (the OAuth redirect URL); the words come from the page, in the reader's
+// language, and the result is announced to screen readers through a status region.
+function copyButtons() {
+  document.querySelectorAll("button[data-copy]").forEach((button) => {
+    const field = document.getElementById(button.dataset.copy);
+    const status = document.getElementById(button.dataset.status);
+    if (!field || !status) return;
+    button.hidden = false;
+    button.addEventListener("click", async () => {
+      status.textContent = "";
+      try {
+        await navigator.clipboard.writeText(field.value);
+        status.textContent = button.dataset.copied;
+      } catch (error) {
+        // No clipboard access (an insecure origin, or permission refused): select the text for Ctrl+C instead.
+        field.focus();
+        field.select();
+        status.textContent = button.dataset.select;
+      }
+    });
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  copyButtons();
   document.querySelectorAll("form.smtp-form").forEach((form) => {
     proposePorts(form);
     toggleOwnServer(form);

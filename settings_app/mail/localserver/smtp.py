@@ -1,8 +1,12 @@
 """aiosmtpd on 127.0.0.1 in every TLS mode, with a handler that remembers everything that reached it."""
 
 import asyncio
+import base64
+import binascii
+import collections
 import email
 import email.policy
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -154,6 +158,45 @@ class RecordingHandler:
         return AuthResult(success=False, handled=False, message=self.login_refusal)
 
 
+class OAuthHandler(RecordingHandler):
+    """A RecordingHandler that also offers AUTH XOAUTH2, accepting an access token only when `accepts(token, user)`
+    (the local identity provider) says it may send as the user the client logs in as."""
+
+    def __init__(self, *, accepts: Callable[[str, str], bool], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.accepts = accepts
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        blob: bytes | Any = await server.challenge_auth("") if len(args) == 1 else args[1].encode()
+        if blob is MISSING:
+            return AuthResult(success=False)
+        try:
+            fields = dict(
+                part.split("=", 1) for part in base64.b64decode(blob, validate=True).decode().split("\x01") if part
+            )
+            user, token = fields["user"], fields["auth"].removeprefix("Bearer ")
+        except (ValueError, KeyError, binascii.Error):
+            return AuthResult(success=False, handled=False, message="501 5.5.2 Cannot decode XOAUTH2")
+        accepted = self.accepts(token, user)
+        self._keep(self.logins, AuthAttempt("XOAUTH2", user, accepted))
+        if accepted:
+            return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
+        # RFC-less but universal: the error is a 334 challenge with JSON; the client answers with an empty line.
+        await server.challenge_auth(json.dumps({"status": "401", "schemes": "Bearer", "scope": "smtp"}))
+        return AuthResult(success=False, handled=False, message="535 5.7.8 Username and Password not accepted")
+
+
+class XOAuth2SMTP(SMTP):
+    """aiosmtpd's server with command lines long enough for AUTH XOAUTH2 (RFC 4954 allows 12288 octets)."""
+
+    command_size_limit = 12288
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # aiosmtpd's per-command limits are a dict shared by every server, defaulting to the base class's 512.
+        self.command_size_limits = collections.defaultdict(lambda: self.command_size_limit)
+
+
 def _login(session: Session) -> str | None:
     data = session.auth_data
     return data.login.decode(errors="replace") if isinstance(data, LoginPassword) else None
@@ -174,6 +217,10 @@ class LocalController(Controller):
 
     def __init__(self, handler: Any, *, port: int = 0, **kwargs: Any) -> None:
         super().__init__(handler, hostname="127.0.0.1", port=port, server_hostname="localhost", **kwargs)
+
+    def factory(self) -> SMTP:
+        server_class = XOAuth2SMTP if isinstance(self.handler, OAuthHandler) else SMTP
+        return server_class(self.handler, **self.SMTP_kwargs)
 
     def _trigger_server(self) -> None:
         server = cast(asyncio.Server, self.server)

@@ -11,17 +11,19 @@ import aiosmtplib
 from aiosmtplib import SMTPResponse
 from django.utils.translation import gettext as _
 
-from settings_app.mail.config import SmtpConfig, Transport
+from settings_app.mail.config import SmtpConfig, TokenUnavailable, Transport
 from settings_app.mail.diagnosis import Category, Diagnosis, SmtpProblem, StepKind, TlsInfo
 from settings_app.mail.reach import Destination, ReachError, vet
 from settings_app.mail.transport.network import cancel, open_socket, speaks_tls, tls_info, verifying_context
-from settings_app.mail.transport.verdicts import classify, queue_id, refusals, reply_text
+from settings_app.mail.transport.verdicts import classify, queue_id, refusals, reply_text, token_problem
 from settings_app.mail.transport.wire import Client, Recorder
 
 # Without a greeting after this long, check (on a second connection) whether the port expects SSL.
 PROBE_DELAY = 1.0
 # Bound on the goodbye after a verdict is known.
 QUIT_TIMEOUT = 2.0
+# The final reply to a refused XOAUTH2 token (after its 334 error challenge), at Microsoft, Google and others.
+TOKEN_REFUSED = 535
 NOT_SHOWN = "S: (not shown: this service does not speak SMTP)"
 _OUR_STEPS = frozenset({StepKind.RESOLVE, StepKind.CONNECT})  # their details never come from the server
 
@@ -36,6 +38,7 @@ class Conversation:
         self.tls: TlsInfo | None = None
         self.extensions: tuple[str, ...] = ()
         self.auth_mechanism = ""
+        self._token = ""
 
     @property
     def client(self) -> Client:
@@ -53,8 +56,11 @@ class Conversation:
             raise classify(exc, stage=self.recorder.stage, config=self.config, deadline=deadline.expired()) from exc
 
     async def open(self) -> None:
-        """Resolve, connect, TLS, greeting, EHLO, STARTTLS (+ EHLO), AUTH."""
+        """Get access token (OAuth), resolve, connect, TLS, greeting, EHLO, STARTTLS (+ EHLO), AUTH."""
         context = self._tls_context()
+        if self.config.oauth is not None:
+            # Before any socket opens: a sign-in the provider refuses never reaches the mail server.
+            await self._get_token(fresh=False)
         destination = await self._resolve()
         sock = await self._connect(destination)
         self._client = Client(
@@ -214,7 +220,21 @@ class Conversation:
             }
         return f"{self.tls.protocol}, {self.tls.cipher}; {certificate}"
 
+    async def _get_token(self, *, fresh: bool) -> None:
+        assert self.config.oauth is not None  # noqa: S101 - only called for OAuth configurations
+        async with self.recorder.step(StepKind.TOKEN) as note:
+            try:
+                self._token = await self.config.oauth.access_token(fresh=fresh)
+            except TokenUnavailable as exc:
+                note.detail = exc.error
+                raise token_problem(exc) from exc
+            note.detail = "fresh token" if fresh else "token ready"
+        self.recorder.hide(self.config.username, self._token)
+
     async def _authenticate(self) -> None:
+        if self.config.oauth is not None:
+            await self._authenticate_oauth()
+            return
         if not self.config.username:
             return
         async with self.recorder.step(StepKind.AUTH) as note:
@@ -226,6 +246,35 @@ class Conversation:
             response = await login(self.config.username, self.config.password)
             note.detail = f"{mechanism}: {reply_text(response.code, response.message)}"
         self.auth_mechanism = mechanism
+
+    async def _authenticate_oauth(self) -> None:
+        """AUTH XOAUTH2; a refusal may mean the token just expired or was revoked, so a fresh one gets one more try."""
+        if "xoauth2" not in self.client.server_auth_methods:
+            offered = " ".join(self.client.server_auth_methods).upper() or "no AUTH"
+            raise SmtpProblem(Category.AUTH_MECHANISM, f"OAuth 2.0 needs AUTH XOAUTH2; the server offers: {offered}.")
+        try:
+            await self._xoauth2()
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            if exc.code != TOKEN_REFUSED:
+                raise
+            await self._get_token(fresh=True)
+            try:
+                await self._xoauth2()
+            except aiosmtplib.SMTPAuthenticationError as exc:
+                if exc.code != TOKEN_REFUSED:
+                    raise
+                raise SmtpProblem(
+                    Category.OAUTH_TOKEN_REJECTED,
+                    _("The server refused a freshly issued access token."),
+                    reply=reply_text(exc.code, exc.message),
+                ) from exc
+
+    async def _xoauth2(self) -> None:
+        async with self.recorder.step(StepKind.AUTH) as note:
+            note.detail = "XOAUTH2"
+            response = await self.client.auth_xoauth2(self.config.username, self._token)
+            note.detail = f"XOAUTH2: {reply_text(response.code, response.message)}"
+        self.auth_mechanism = "XOAUTH2"
 
     def _mechanism(self) -> str:
         """PLAIN if offered, else LOGIN: one mechanism, tried once."""

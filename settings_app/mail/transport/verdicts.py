@@ -12,7 +12,7 @@ from aiosmtplib import SMTPResponse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
-from settings_app.mail.config import SmtpConfig, Transport
+from settings_app.mail.config import SmtpConfig, TokenUnavailable, Transport
 from settings_app.mail.diagnosis import Category, SmtpProblem, StepKind
 from settings_app.mail.reach import HostNotFound, ReachError
 
@@ -77,6 +77,30 @@ def classify(exc: BaseException, *, stage: StepKind | None, config: SmtpConfig, 
     if isinstance(exc, aiosmtplib.SMTPNotSupported):
         return SmtpProblem(Category.INVALID_ADDRESS, _("An address needs SMTPUTF8, which the server does not offer."))
     return _connection_problem(exc, stage)
+
+
+# The identity provider's OAuth error codes (RFC 6749 5.2, OpenID Connect, Microsoft's) and ours, as verdicts.
+_TOKEN_ERRORS = {
+    "invalid_grant": Category.OAUTH_REVOKED,
+    "consent_required": Category.OAUTH_CONSENT,
+    "interaction_required": Category.OAUTH_CONSENT,
+    "login_required": Category.OAUTH_CONSENT,
+    "invalid_client": Category.OAUTH_CLIENT,
+    "unauthorized_client": Category.OAUTH_CLIENT,
+    "unsupported_grant_type": Category.OAUTH_CLIENT,
+    "invalid_scope": Category.OAUTH_SCOPE,
+    "access_denied": Category.OAUTH_SCOPE,
+    "not_connected": Category.OAUTH_NOT_CONNECTED,
+    "policy": Category.POLICY,
+}
+
+
+def token_problem(exc: TokenUnavailable) -> SmtpProblem:
+    """The verdict when no access token could be had: the provider's error code decides it.
+
+    Unknown codes, server errors and unreachable providers are transient: trying later may help.
+    """
+    return SmtpProblem(_TOKEN_ERRORS.get(exc.error, Category.OAUTH_PROVIDER), exc.description or exc.error)
 
 
 def _reach_problem(exc: ReachError) -> SmtpProblem:

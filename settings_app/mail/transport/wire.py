@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import aiosmtplib
 from aiosmtplib import SMTPResponse
+from aiosmtplib.auth import auth_xoauth2_encode
 from aiosmtplib.typing import Default
 from django.utils.translation import gettext as _
 
@@ -90,6 +91,13 @@ class Recorder:
 
     def note(self, text: str) -> None:
         self.line(f"-- {text}")
+
+    def hide(self, username: str, token: str) -> None:
+        """Scrub an OAuth access token from here on: raw, and inside the base64 XOAUTH2 string."""
+        if not token:
+            return
+        xoauth2 = auth_xoauth2_encode(username, token).decode()
+        self._secrets = tuple(sorted({*self._secrets, token, xoauth2}, key=len, reverse=True))
 
     def line(self, text: str) -> None:
         if self.lines is not None:

@@ -14,12 +14,16 @@ from django.utils import timezone
 from settings_app.mail.localserver import (
     DEMO_PASSWORD,
     DEMO_USERNAME,
+    KeyPair,
+    OAuthHandler,
     ReceivedMessage,
     RecordingHandler,
     ServerMode,
     demo_key_pair,
     smtp_server,
 )
+from settings_app.mail.localserver.oauth import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from settings_app.mail.localserver.oauth_http import RunningAuthority, oauth_server
 
 
 class Command(BaseCommand):
@@ -30,16 +34,31 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=2525, help="Port on 127.0.0.1 (default 2525).")
+        parser.add_argument(
+            "--oauth-port",
+            type=int,
+            default=0,
+            help="Also run the demo identity provider (OAuth 2.0, HTTPS) on this port; the SMTP server then accepts "
+            "AUTH XOAUTH2 with the tokens it issues. 0 (the default) runs none.",
+        )
 
-    def handle(self, *args: Any, port: int, **options: Any) -> None:
+    def handle(self, *args: Any, port: int, oauth_port: int, **options: Any) -> None:
         var = Path(settings.BASE_DIR) / "var"
         _, key_pair = demo_key_pair(var / "demo-ca")
         mailbox = var / "demo-mail"
         mailbox.mkdir(parents=True, exist_ok=True)
         # aiosmtpd logs every connection at INFO and warns about its own deprecations on each login.
         logging.getLogger("mail.log").setLevel(logging.ERROR)
-        handler = RecordingHandler(
-            credentials=(DEMO_USERNAME, DEMO_PASSWORD), on_message=self._saver(mailbox), record=False
+        authority = self._identity_provider(key_pair, oauth_port) if oauth_port else None
+        handler_options: dict[str, Any] = {
+            "credentials": (DEMO_USERNAME, DEMO_PASSWORD),
+            "on_message": self._saver(mailbox),
+            "record": False,
+        }
+        handler = (
+            OAuthHandler(accepts=authority.authority.accepts, **handler_options)
+            if authority
+            else RecordingHandler(**handler_options)
         )
         try:
             server = smtp_server(
@@ -57,6 +76,21 @@ class Command(BaseCommand):
             pass
         finally:
             server.stop()
+            if authority:
+                authority.stop()
+
+    def _identity_provider(self, key_pair: KeyPair, port: int) -> RunningAuthority:
+        """The demo identity provider, its one app registered with the demo's redirect URL."""
+        try:
+            authority = oauth_server(key_pair, port=port)
+        except OSError as exc:
+            raise CommandError(f"Cannot listen on 127.0.0.1:{port}: {exc}") from exc
+        authority.authority.register(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, settings.OAUTH_REDIRECT_URL)
+        self.stdout.write(
+            f"Demo identity provider (OAuth 2.0) on {authority.url}: app {DEMO_CLIENT_ID}, redirect URL "
+            f"{settings.OAUTH_REDIRECT_URL}."
+        )
+        return authority
 
     def _saver(self, mailbox: Path) -> Callable[[ReceivedMessage], None]:
         numbers = itertools.count(1)

@@ -7,8 +7,10 @@ from django.utils.translation import gettext
 from settings_app import crypto
 from settings_app.delivery.circulation import seed_circulation_demo
 from settings_app.mail.localserver import demo_ca_pem
+from settings_app.mail.localserver.oauth import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from settings_app.management import language
 from settings_app.models import District, HostingMode, Installation, MailSource, Role, RoleKind, School, SmtpSettings
+from settings_app.oauth.providers import Provider
 from settings_app.tasks import ensure_sweep
 
 DEMO_PASSWORD = "demo"  # noqa: S105 - the demo's published login, printed at start
@@ -23,12 +25,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--smtp-port", type=int, default=2525, help="Port of the demo SMTP server.")
+        parser.add_argument(
+            "--oauth-port", type=int, default=0, help="Port of the demo identity provider (0: none is set up)."
+        )
 
     @transaction.atomic
     @language.in_environment_language
-    def handle(self, *args, smtp_port: int, **options):
+    def handle(self, *args, smtp_port: int, oauth_port: int, **options):
         installation = self._installation()
         self._consortium_server(installation, smtp_port)
+        if oauth_port:
+            self._identity_provider(installation, oauth_port)
         for name, (slug, schools) in DISTRICTS.items():
             district, _ = District.objects.get_or_create(
                 slug=slug, defaults={"name": name, "installation": installation, "mail_source": MailSource.CONSORTIUM}
@@ -76,6 +83,18 @@ class Command(BaseCommand):
         )
         row.password_sealed = crypto.seal(DEMO_PASSWORD, row.destination)
         row.save(update_fields=["password_sealed"])
+
+    def _identity_provider(self, installation: Installation, port: int) -> None:
+        """Register the demo identity provider's app on the consortium's settings: choosing Sign in with OAuth 2.0
+        and pressing Connect account then works as it is (the settings still sign in with the password)."""
+        installation.oauth_issuer = f"https://localhost:{port}"
+        installation.save(update_fields=["oauth_issuer"])
+        row = SmtpSettings.objects.get(installation=installation)
+        if row.oauth_client_id != DEMO_CLIENT_ID or not row.oauth_client_secret_sealed:
+            row.oauth_provider, row.oauth_client_id, row.oauth_tenant = Provider.INSTALLATION, DEMO_CLIENT_ID, ""
+            row.oauth_refresh_sealed = ""
+            row.oauth_client_secret_sealed = crypto.seal(DEMO_CLIENT_SECRET, row.oauth_binding)
+            row.save()
 
     def _user(self, username: str, kind: RoleKind, **scope) -> None:
         user, created = User.objects.get_or_create(

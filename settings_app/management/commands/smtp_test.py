@@ -1,13 +1,13 @@
 """manage.py smtp_test: Test Server (and, with --send-to, Test email) from the command line."""
 
 import argparse
-import asyncio
 import dataclasses
 import getpass
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -64,9 +64,11 @@ class Command(BaseCommand):
         send_to = options["send_to"]
         if send_to:
             _check_address(send_to)
-            diagnosis = asyncio.run(self._send(target, send_to))
+            diagnosis = async_to_sync(self._send)(target, send_to)
         else:
-            diagnosis = asyncio.run(transport.test_server(target.config))
+            # Like the views and the worker: what the connector reads from the database (an OAuth sign-in's refresh
+            # token) is read on this thread and its connection, not on a helper thread's that nothing closes.
+            diagnosis = async_to_sync(transport.test_server)(target.config)
         self._report(target, diagnosis)
         if not diagnosis.ok:
             raise CommandError(diagnosis.title, returncode=NOT_OK)

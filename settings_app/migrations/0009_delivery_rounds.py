@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('settings_app', '0007_i18n_languages'),
+        ('settings_app', '0008_oauth_sign_in'),
     ]
 
     operations = [
