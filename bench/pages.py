@@ -257,8 +257,9 @@ def seed(n_notices: int, n_districts: int, schools_per_district: int, patrons_pe
                     "lease_token": secrets.token_hex(4) if status == "sending" else "",
                     "sent_at": last if status == "sent" else None,
                     "failed_at": last if status == "failed" else None,
-                    "last_category": "mailbox" if status == "failed" else ("busy" if attempts else ""),
-                    "last_error": "The server refused the address." if status == "failed" else "",
+                    "last_category": (
+                        ("recipient_rejected" if status == "failed" else "server_busy") if attempts else ""
+                    ),
                     "last_reply": "550 5.1.1 no such user" if status == "failed" else "",
                     "smtp_settings_id": settings_of_school[school.pk] if attempts else None,
                     "possible_duplicates": 0,

@@ -260,7 +260,7 @@ def report(args, schools, handler: FaultyHandler, kills: int, took: float, seed:
     lost = unfinished(schools) + len(sent_ids - set(arrived))
     failed = notices.filter(status=NoticeStatus.FAILED)
     wrongly_failed = failed.exclude(recipient_email__startswith="refused").count()
-    failed_without_reason = failed.filter(last_error="").count()
+    failed_without_reason = failed.filter(last_category="").count()
     possible = dict(notices.filter(possible_duplicates__gt=0).values_list("message_id", "possible_duplicates"))
     duplicates = sum(count - 1 for count in arrived.values())
     unexplained = sum(max(count - 1 - possible.get(message_id, 0), 0) for message_id, count in arrived.items())

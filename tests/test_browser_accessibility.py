@@ -70,7 +70,7 @@ def notices(north, consortium_row):
             message_id=f"<n{number}@test>",
             status=status,
             attempts=1,
-            last_error="The server refused the recipient" if status == NoticeStatus.FAILED else "",
+            last_category="recipient_rejected" if status == NoticeStatus.FAILED else "",
         )
         DeliveryAttempt.objects.create(notice=notice, outcome="sent", reply="250 2.0.0 Ok")
 

@@ -188,7 +188,7 @@ def test_a_refused_login_pauses_the_configuration_and_a_resume_sends_what_waited
     row.refresh_from_db()
     notice = Notice.objects.get()
     assert row.paused_at is not None and row.pause_category == "auth_failed"
-    assert "wrong" not in row.pause_detail
+    assert row.pause_detail.startswith("535") and "wrong" not in row.pause_detail  # the server's words, as said
     assert notice.status == NoticeStatus.QUEUED and notice.attempts == 0
     assert len(handler.logins) == 1
 
@@ -471,7 +471,8 @@ def test_a_notice_past_the_give_up_age_fails_with_its_reason(school, handler, ro
     Notice.objects.update(queued_at=timezone.now() - dt.timedelta(days=4))
     worker.deliver(row.pk)
     notice = Notice.objects.get()
-    assert notice.status == NoticeStatus.FAILED and notice.last_error.startswith("Gave up after 1 attempts")
+    assert notice.status == NoticeStatus.FAILED and notice.gave_up and notice.last_category == "temporary_failure"
+    assert notice.problem == "Gave up after 1 attempt: The server asked to try again later"
 
 
 def test_the_sweep_enqueues_delivery_for_due_notices_by_id_only(school, row, north_staff):

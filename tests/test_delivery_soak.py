@@ -150,7 +150,7 @@ def test_workers_killed_mid_run_against_a_faulty_server_lose_nothing_and_count_e
     assert sorted(n.recipient_email for n in failed) == sorted(
         n.recipient_email for n in notices.values() if fault_of(n.recipient_email) == "550"
     )
-    assert all("550 5.1.1" in n.last_reply and n.last_error for n in failed), "a failure without its reason"
+    assert all("550 5.1.1" in n.last_reply and n.last_category for n in failed), "a failure without its reason"
     assert all(arrived[m] - 1 <= notices[m].possible_duplicates for m in arrived), "an uncounted duplicate"
     dropped_after_dot = [m for m, n in notices.items() if fault_of(n.recipient_email) == "drop after the dot"]
     assert all(arrived[m] >= 2 and notices[m].possible_duplicates >= 1 for m in dropped_after_dot)

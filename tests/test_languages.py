@@ -409,12 +409,47 @@ def test_the_delivery_log_gives_a_failed_notices_reason_in_the_readers_language(
         message_id="<failed@test>",
         status="failed",
         attempts=1,
-        last_error="The server refused the recipient",  # the worker books the English title of the category
+        last_category="recipient_rejected",
     )
     client.force_login(north_admin)
     html = client.get(reverse("district_delivery_log", kwargs={"slug": "north"}), **SPANISH).content.decode()
     assert "El servidor rechazó al destinatario" in html and "Fallido: <strong>1</strong>" in html
     assert english_left(html, "Test Consortium", "North High", "North", "Ana Lima") == []
+
+
+@pytest.mark.django_db
+def test_what_the_worker_booked_in_english_reads_in_spanish_on_the_pages(
+    client, installation, north, north_admin, north_staff, super_admin, handler, server
+):
+    """The worker runs in no reader's language: a pause and a given-up notice are worded when shown."""
+    row = factories.smtp_settings(installation=installation, host="127.0.0.1", port=server.port, transport="none")
+    north.mail_source = MailSource.CONSORTIUM
+    north.save()
+    school = north.schools.get()
+    overdue(school, "Ana Lima", "ana@example.org", "es", "Dune")
+    handler.replies["RCPT"] = "452 4.2.2 Mailbox full"
+    queue.notices_queue_overdue(school=school, acting_user=north_staff, today=TODAY)
+    Notice.objects.update(queued_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=4))
+    with translation.override("en"):
+        worker.deliver(row.pk)  # refused for days: delivery gives up on it
+    handler.replies = {"MAIL": "553 5.7.1 Sender address rejected: not owned by user"}
+    overdue(school, "Bo Chen", "bo@example.org", "en", "Matilda")
+    queue.notices_queue_overdue(school=school, acting_user=north_staff, today=TODAY)
+    with translation.override("en"):
+        worker.deliver(row.pk)  # the server refuses the From address: delivery pauses
+    row.refresh_from_db()
+    assert row.pause_category == "sender_rejected" and row.pause_detail.startswith("553 5.7.1")
+    client.force_login(north_admin)
+
+    log = client.get(reverse("district_delivery_log", kwargs={"slug": "north"}), **SPANISH).content.decode()
+
+    assert "Se abandonó tras 1 intento: El servidor pidió que se intente más tarde" in log
+    assert english_left(log, "Test Consortium", "North High", "North", "Ana Lima", "Bo Chen") == []
+    client.force_login(super_admin)
+    options = client.get(reverse("installation_options"), **SPANISH).content.decode()
+    assert "El servidor dijo:</strong> <code>553 5.7.1 Sender address rejected" in options
+    prose = options.replace("553 5.7.1 Sender address rejected: not owned by user", " ")  # the server's own words
+    assert english_left(prose, "Test Consortium", "North") == []
 
 
 @pytest.mark.django_db

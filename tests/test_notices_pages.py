@@ -131,7 +131,7 @@ def _notice(school, status, **fields):
 def test_delivery_log_shows_counts_attempts_and_cap_use_newest_first(client, north_admin, school, consortium):
     sent = _notice(school, NoticeStatus.SENT, attempts=1)
     DeliveryAttempt.objects.create(notice=sent, outcome="sent", reply="250 2.0.0 Ok: queued as <ABC>")
-    _notice(school, NoticeStatus.FAILED, last_error="The server refused the recipient")
+    _notice(school, NoticeStatus.FAILED, last_category="recipient_rejected")
     client.force_login(north_admin)
     page = client.get(reverse("district_delivery_log", args=["north"]))
     body = page.content.decode()

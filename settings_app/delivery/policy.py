@@ -73,17 +73,6 @@ class Verdict:
     reply: str  # "550 5.1.1 ..." as the server said it: untrusted text, escaped wherever shown
     code: int | None = None
 
-    @property
-    def label(self) -> str:
-        return category_label(self.category)
-
-
-def category_label(category: str) -> str:
-    try:
-        return str(ADVICE[Category(category)].title)
-    except ValueError:
-        return category
-
 
 def judge(result: Result) -> Verdict:
     """Map what the server said about one message to what happens next."""
@@ -125,12 +114,12 @@ def _permanent(result: Result, reply: str) -> Verdict:
     return Verdict(Action.FAIL, Category.DATA_REJECTED, reply, code)
 
 
-def connection_verdict(category: str, detail: str) -> Verdict:
+def connection_verdict(category: str, reply: str) -> Verdict:
     """What a failure to open the session means: configuration problems pause, the rest back off."""
     try:
         advice = ADVICE[Category(category)]
     except ValueError:
-        return Verdict(Action.BUSY, category, detail)
+        return Verdict(Action.BUSY, category, reply)
     if advice.configuration:
-        return Verdict(Action.PAUSE, category, detail)
-    return Verdict(Action.BUSY, category, detail)
+        return Verdict(Action.PAUSE, category, reply)
+    return Verdict(Action.BUSY, category, reply)

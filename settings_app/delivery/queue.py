@@ -167,7 +167,7 @@ def notices_retry(*, notices: QuerySet[Notice], acting_user: User) -> int:
         failed = list(notices.filter(status=NoticeStatus.FAILED).select_related("school__district__installation"))
         now = timezone.now()
         Notice.objects.filter(id__in=[n.pk for n in failed]).update(
-            status=NoticeStatus.QUEUED, failed_at=None, next_attempt_at=now, queued_at=now
+            status=NoticeStatus.QUEUED, failed_at=None, gave_up=False, next_attempt_at=now, queued_at=now
         )
         for settings_id in {_configuration_id(n.school.district) for n in failed}:
             if settings_id is not None:

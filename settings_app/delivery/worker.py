@@ -125,8 +125,8 @@ def plan_for(settings_id: int) -> Plan | None:
         return None
     try:
         config = stored_smtp_config(row, installation)
-    except crypto.CredentialsUnreadable as exc:
-        pause(row.pk, Category.PASSWORD_REQUIRED, f"{exc} Enter the password again and press Test Server.")
+    except crypto.CredentialsUnreadable:
+        pause(row.pk, Category.PASSWORD_REQUIRED)
         return None
     default_sender = render.sender_of(row)
     return Plan(
@@ -139,10 +139,13 @@ def plan_for(settings_id: int) -> Plan | None:
     )
 
 
-def pause(settings_id: int, category: str, detail: str) -> None:
-    """Stop delivery through a configuration until a successful Test Server clears the pause."""
+def pause(settings_id: int, category: str, reply: str = "") -> None:
+    """Stop delivery through a configuration until a successful Test Server clears the pause.
+
+    The category says why, in the reader's language when shown; `reply` keeps the server's own words beside it.
+    """
     updated = SmtpSettings.objects.filter(pk=settings_id, paused_at__isnull=True).update(
-        paused_at=timezone.now(), pause_category=category, pause_detail=detail[:500]
+        paused_at=timezone.now(), pause_category=category, pause_detail=reply[:500]
     )
     if updated:
         logger.warning("Delivery paused for SMTP settings %s: %s", settings_id, category)
@@ -276,7 +279,7 @@ def record(plan: Plan, batch: Batch, chunk: Chunk, *, last: bool, broken: bool =
             lease_until=None,
             lease_token="",
             last_category="",
-            last_error="",
+            gave_up=False,
             last_reply="",
             smtp_settings_id=plan.settings_id,
         )
@@ -343,7 +346,7 @@ def _book_others(plan: Plan, verdicts: dict[int, Verdict], now: datetime, resume
             "lease_token",
             "failed_at",
             "last_category",
-            "last_error",
+            "gave_up",
             "last_reply",
             "possible_duplicates",
             "smtp_settings",
@@ -360,7 +363,6 @@ def _apply(notice: Notice, verdict: Verdict, now: datetime, resume_at: datetime)
     notice.attempts += 1
     notice.lease_until, notice.lease_token = None, ""
     notice.last_category, notice.last_reply = verdict.category, verdict.reply[:500]
-    notice.last_error = verdict.label
     notice.status = NoticeStatus.QUEUED
     if verdict.action is Action.UNCONFIRMED:
         notice.possible_duplicates += 1
@@ -368,7 +370,7 @@ def _apply(notice: Notice, verdict: Verdict, now: datetime, resume_at: datetime)
         notice.next_attempt_at = now
         return
     if verdict.action is not Action.FAIL and policy.gives_up(notice.queued_at, now):
-        notice.last_error = f"Gave up after {notice.attempts} attempts: {verdict.label}"
+        notice.gave_up = True
         verdict = Verdict(Action.FAIL, verdict.category, verdict.reply, verdict.code)
     if verdict.action is Action.FAIL:
         notice.status, notice.failed_at = NoticeStatus.FAILED, now
@@ -379,31 +381,30 @@ def _apply(notice: Notice, verdict: Verdict, now: datetime, resume_at: datetime)
 def _pause_if_needed(plan: Plan, verdicts: dict[int, Verdict]) -> None:
     problem = next((v for v in verdicts.values() if v.action is Action.PAUSE), None)
     if problem is not None:
-        pause(plan.settings_id, problem.category, f"{problem.label}. The server said: {problem.reply}")
+        pause(plan.settings_id, problem.category, problem.reply)
 
 
 def connection_failed(plan: Plan, problem: SmtpProblem) -> None:
     """The session could not be opened: pause for configuration problems, else back off the configuration."""
-    verdict = policy.connection_verdict(str(problem.category), problem.detail or problem.reply)
-    detail = f"{verdict.label}. {problem.detail} {problem.reply}".strip()
+    verdict = policy.connection_verdict(str(problem.category), problem.reply)
     now = timezone.now()
     if verdict.action is Action.PAUSE:
-        pause(plan.settings_id, verdict.category, detail)
+        pause(plan.settings_id, verdict.category, problem.reply)
         return
     with transaction.atomic():
         resume_at = _back_off(plan.settings_id, now, {0: verdict})
         Notice.objects.due(now).filter(school_id__in=plan.school_ids).filter(status=NoticeStatus.QUEUED).update(
-            last_category=verdict.category, last_error=verdict.label, next_attempt_at=resume_at
+            last_category=verdict.category, next_attempt_at=resume_at
         )
-        # Notices carry only the verdict: their log is shown to districts that may not see the server's details.
-        _give_up_waiting(plan, now, verdict.label)
+        # Notices carry only the category: their log is shown to districts that may not see the server's details.
+        _give_up_waiting(plan, now)
     plan.run_again(resume_at)
 
 
-def _give_up_waiting(plan: Plan, now: datetime, detail: str) -> None:
+def _give_up_waiting(plan: Plan, now: datetime) -> None:
     Notice.objects.filter(
         status=NoticeStatus.QUEUED, school_id__in=plan.school_ids, queued_at__lte=now - policy.give_up_after()
-    ).update(status=NoticeStatus.FAILED, failed_at=now, last_error=f"Gave up: {detail}"[:500])
+    ).update(status=NoticeStatus.FAILED, failed_at=now, gave_up=True)
 
 
 def _stops_run(result: Result) -> bool:

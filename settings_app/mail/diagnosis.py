@@ -339,6 +339,14 @@ ADVICE: dict[Category, Advice] = {
 }
 
 
+def category_title(category: str) -> "StrOrPromise":
+    """The title of a stored category, translated when shown; an unknown one (from an older release) as it is."""
+    try:
+        return ADVICE[Category(category)].title
+    except ValueError:
+        return category
+
+
 class StepKind(StrEnum):
     TOKEN = "token"  # noqa: S105 - a step name
     RESOLVE = "resolve"

@@ -4,8 +4,10 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from settings_app.mail.diagnosis import category_title
 from settings_app.models.circulation import Patron
 from settings_app.models.scopes import School
 from settings_app.models.smtp import SmtpSettings
@@ -64,8 +66,9 @@ class Notice(models.Model):
     lease_token = models.CharField(max_length=32, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
+    # Why the last attempt did not deliver (a diagnosis Category), and whether delivery then stopped trying.
     last_category = models.CharField(max_length=40, blank=True)
-    last_error = models.CharField(max_length=500, blank=True)
+    gave_up = models.BooleanField(default=False)
     last_reply = models.CharField(max_length=500, blank=True)
     smtp_settings = models.ForeignKey(
         SmtpSettings,
@@ -104,6 +107,20 @@ class Notice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.message_id}"
+
+    @property
+    def problem(self) -> str:
+        """Why the notice is not delivered yet, in the reader's language (so it is worded when shown, not stored)."""
+        if self.status == NoticeStatus.SENT or not self.last_category:
+            return ""
+        reason = category_title(self.last_category)
+        if self.status != NoticeStatus.FAILED or not self.gave_up:
+            return str(reason)
+        if not self.attempts:
+            return gettext("Gave up waiting for the server: %(reason)s") % {"reason": reason}
+        return ngettext(
+            "Gave up after %(count)d attempt: %(reason)s", "Gave up after %(count)d attempts: %(reason)s", self.attempts
+        ) % {"count": self.attempts, "reason": reason}
 
 
 class AttemptOutcome(models.TextChoices):

@@ -228,7 +228,7 @@ class Conversation:
             except TokenUnavailable as exc:
                 note.detail = exc.error
                 raise token_problem(exc) from exc
-            note.detail = "fresh token" if fresh else "token ready"
+            note.detail = _("fresh token") if fresh else _("token ready")
         self.recorder.hide(self.config.username, self._token)
 
     async def _authenticate(self) -> None:
@@ -250,8 +250,11 @@ class Conversation:
     async def _authenticate_oauth(self) -> None:
         """AUTH XOAUTH2; a refusal may mean the token just expired or was revoked, so a fresh one gets one more try."""
         if "xoauth2" not in self.client.server_auth_methods:
-            offered = " ".join(self.client.server_auth_methods).upper() or "no AUTH"
-            raise SmtpProblem(Category.AUTH_MECHANISM, f"OAuth 2.0 needs AUTH XOAUTH2; the server offers: {offered}.")
+            offered = " ".join(self.client.server_auth_methods).upper() or _("no AUTH")
+            raise SmtpProblem(
+                Category.AUTH_MECHANISM,
+                _("OAuth 2.0 needs AUTH XOAUTH2; the server offers: %(mechanisms)s.") % {"mechanisms": offered},
+            )
         try:
             await self._xoauth2()
         except aiosmtplib.SMTPAuthenticationError as exc:
