@@ -97,7 +97,7 @@ def test_a_silent_server_holds_one_slot_while_every_healthy_configuration_is_ser
     last_sent = sent.order_by("-sent_at").values_list("sent_at", flat=True).first()
     assert last_sent is not None and last_sent < silent.last_closed_at, "the healthy waited for the silent"
     state = DeliveryState.objects.get(smtp_settings=stuck)
-    assert state.backing_off_until is not None and state.busy_streak == 1 and state.busy_reply
+    assert state.backing_off_until is not None and state.busy_streak == 1 and state.busy_category == "timeout"
     assert done.again == {stuck.pk: state.not_before}
     waiting = Notice.objects.get(school__district=stuck.district)
     assert waiting.status == NoticeStatus.QUEUED and waiting.next_attempt_at == state.not_before, "a notice was lost"
@@ -159,7 +159,9 @@ def test_the_district_list_shows_a_configuration_backing_off_with_its_cause(
     page = client.get(reverse("installation_options")).content.decode()
     local = timezone.localtime(state.not_before)
     assert f"Backing off until {local:%H:%M:%S}" in page
-    assert state.busy_reply.split(".")[0] in page
+    assert f"Backing off until {local:%H:%M:%S}: The server did not answer in time" in page
+    page = client.get(reverse("installation_options"), HTTP_ACCEPT_LANGUAGE="es").content.decode()
+    assert f"En espera hasta las {local:%H:%M:%S}: El servidor no respondió a tiempo" in page  # worded when shown
 
 
 @pytest.mark.django_db(transaction=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.core.management import call_command
+from django.core.management import ManagementUtility, call_command
 from django.test import Client
 from django.urls import reverse
 from django.utils import translation
@@ -394,6 +394,16 @@ def test_commands_speak_the_language_of_the_shell(installation, monkeypatch, cap
     call_command("smtp_secrets", "check")
     assert capsys.readouterr().out.strip() == "0 readable, 0 unreadable"
     assert translation.get_language() == before  # the caller's language is left as it was
+
+
+def test_a_commands_help_speaks_the_language_of_the_shell(monkeypatch, capsys):
+    monkeypatch.setenv("LANG", "es_ES.UTF-8")
+    with pytest.raises(SystemExit):
+        ManagementUtility(["manage.py", "smtp_test", "--help"]).execute()
+    help_text = capsys.readouterr().out
+    assert "Prueba un servidor SMTP como lo hace el botón «Probar servidor»" in help_text
+    assert "Envía además un correo de prueba a esta dirección." in help_text
+    assert "Also send" not in help_text
 
 
 @pytest.mark.django_db

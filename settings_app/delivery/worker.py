@@ -317,8 +317,9 @@ def _back_off(settings_id: int, now: datetime, verdicts: dict[int, Verdict]) -> 
     state.busy_streak += 1
     state.not_before = now + policy.busy_delay(state.busy_streak)
     busy = next((v for v in verdicts.values() if v.action is Action.BUSY), None)
-    state.busy_reply = busy.reply[:500] if busy else "the connection was lost"
-    state.save(update_fields=["busy_streak", "not_before", "busy_reply"])
+    state.busy_category = busy.category if busy else Category.CONNECTION_LOST
+    state.busy_reply = busy.reply[:500] if busy else ""
+    state.save(update_fields=["busy_streak", "not_before", "busy_category", "busy_reply"])
     return state.not_before
 
 

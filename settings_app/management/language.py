@@ -1,12 +1,15 @@
 """The language of command output: the one the shell's locale asks for (LANGUAGE, LC_ALL, LC_MESSAGES, LANG), when
 the product speaks it; English otherwise."""
 
-import functools
 import os
-from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
 from django.utils import translation
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 
 def from_environment() -> str:
@@ -23,12 +26,27 @@ def from_environment() -> str:
     return settings.LANGUAGE_CODE
 
 
-def in_environment_language[**P, R](handle: Callable[P, R]) -> Callable[P, R]:
-    """Run a command's `handle` in the shell's language (restoring the caller's afterwards)."""
+class LocalizedCommand(BaseCommand):
+    """A command that speaks the shell's language: its --help, its errors and its output.
 
-    @functools.wraps(handle)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    `description` (lazy) replaces BaseCommand.help, which argparse would read before any language is chosen.
+    """
+
+    description: "StrOrPromise" = ""
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.description = str(self.description) or None
+        return parser
+
+    def print_help(self, prog_name: str, subcommand: str) -> None:  # manage.py help <command>
         with translation.override(from_environment()):
-            return handle(*args, **kwargs)
+            super().print_help(prog_name, subcommand)
 
-    return wrapper
+    def run_from_argv(self, argv: list[str]) -> None:
+        with translation.override(from_environment()):
+            super().run_from_argv(argv)
+
+    def execute(self, *args: Any, **options: Any) -> str | None:
+        with translation.override(from_environment()):
+            return super().execute(*args, **options)

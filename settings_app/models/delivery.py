@@ -159,7 +159,9 @@ class DeliveryState(models.Model):
     smtp_settings = models.OneToOneField(SmtpSettings, on_delete=models.CASCADE, related_name="delivery_state")
     not_before = models.DateTimeField(null=True, blank=True)
     busy_streak = models.PositiveSmallIntegerField(default=0)
-    busy_reply = models.CharField(max_length=500, blank=True)  # the cause of the back-off, as shown to admins
+    # Why it backs off (a diagnosis Category), and the server's own words if it said any.
+    busy_category = models.CharField(max_length=40, blank=True)
+    busy_reply = models.CharField(max_length=500, blank=True)
     # A worker is opening a session to the server until then: others leave it alone (one slot per silent server).
     opening_until = models.DateTimeField(null=True, blank=True)
     # The hourly cap is used up until then: rounds leave the configuration out (its own task runs at that time).
@@ -172,6 +174,11 @@ class DeliveryState(models.Model):
     def backing_off_until(self) -> datetime | None:
         """When the configuration may send again after a back-off; None when it may now."""
         return self.not_before if self.not_before and self.not_before > timezone.now() else None
+
+    @property
+    def busy_cause(self) -> str:
+        """Why it backs off, in the reader's language."""
+        return str(category_title(self.busy_category))
 
 
 class CapReservation(models.Model):

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from settings_app.mail.localserver import (
     DEMO_PASSWORD,
@@ -24,27 +26,30 @@ from settings_app.mail.localserver import (
 )
 from settings_app.mail.localserver.oauth import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from settings_app.mail.localserver.oauth_http import RunningAuthority, oauth_server
+from settings_app.management.language import LocalizedCommand
 
 
-class Command(BaseCommand):
-    help = (
+class Command(LocalizedCommand):
+    description = gettext_lazy(
         "Run the demo SMTP server on 127.0.0.1: STARTTLS required (certificate from the demo CA in "
         "var/demo-ca/), login demo/demo; every message is saved as var/demo-mail/<time>-<n>.eml."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--port", type=int, default=2525, help="Port on 127.0.0.1 (default 2525).")
+        parser.add_argument("--port", type=int, default=2525, help=_("Port on 127.0.0.1 (default 2525)."))
         parser.add_argument(
             "--oauth-port",
             type=int,
             default=0,
-            help="Also run the demo identity provider (OAuth 2.0, HTTPS) on this port; the SMTP server then accepts "
-            "AUTH XOAUTH2 with the tokens it issues. 0 (the default) runs none.",
+            help=_(
+                "Also run the demo identity provider (OAuth 2.0, HTTPS) on this port; the SMTP server then accepts "
+                "AUTH XOAUTH2 with the tokens it issues. 0 (the default) runs none."
+            ),
         )
 
     def handle(self, *args: Any, port: int, oauth_port: int, **options: Any) -> None:
         var = Path(settings.BASE_DIR) / "var"
-        _, key_pair = demo_key_pair(var / "demo-ca")
+        key_pair = demo_key_pair(var / "demo-ca")[1]
         mailbox = var / "demo-mail"
         mailbox.mkdir(parents=True, exist_ok=True)
         # aiosmtpd logs every connection at INFO and warns about its own deprecations on each login.
@@ -65,10 +70,13 @@ class Command(BaseCommand):
                 handler, mode=ServerMode.STARTTLS, key_pair=key_pair, auth=True, port=port, auth_required=True
             )
         except OSError as exc:
-            raise CommandError(f"Cannot listen on 127.0.0.1:{port}: {exc}") from exc
+            raise CommandError(_cannot_listen(port, exc)) from exc
         self.stdout.write(
-            f"Demo SMTP server on 127.0.0.1:{server.port} (STARTTLS, login {DEMO_USERNAME}/{DEMO_PASSWORD}); "
-            f"mail is saved under {mailbox}. Ctrl+C stops it."
+            _(
+                "Demo SMTP server on 127.0.0.1:%(port)s (STARTTLS, login %(username)s/%(password)s); mail is saved "
+                "under %(mailbox)s. Ctrl+C stops it."
+            )
+            % {"port": server.port, "username": DEMO_USERNAME, "password": DEMO_PASSWORD, "mailbox": mailbox}
         )
         try:
             threading.Event().wait()
@@ -84,11 +92,11 @@ class Command(BaseCommand):
         try:
             authority = oauth_server(key_pair, port=port)
         except OSError as exc:
-            raise CommandError(f"Cannot listen on 127.0.0.1:{port}: {exc}") from exc
+            raise CommandError(_cannot_listen(port, exc)) from exc
         authority.authority.register(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, settings.OAUTH_REDIRECT_URL)
         self.stdout.write(
-            f"Demo identity provider (OAuth 2.0) on {authority.url}: app {DEMO_CLIENT_ID}, redirect URL "
-            f"{settings.OAUTH_REDIRECT_URL}."
+            _("Demo identity provider (OAuth 2.0) on %(url)s: app %(client_id)s, redirect URL %(redirect_url)s.")
+            % {"url": authority.url, "client_id": DEMO_CLIENT_ID, "redirect_url": settings.OAUTH_REDIRECT_URL}
         )
         return authority
 
@@ -98,9 +106,18 @@ class Command(BaseCommand):
         def save(message: ReceivedMessage) -> None:
             path = mailbox / f"{timezone.now():%Y%m%dT%H%M%S}-{next(numbers)}.eml"
             path.write_bytes(message.data)
-            subject = message.message.get("Subject", "(no subject)")
-            summary = f"{path.name}: from {message.mail_from} to {', '.join(message.rcpt_tos)}: {subject}"
+            subject = message.message.get("Subject", _("(no subject)"))
+            summary = _("%(file)s: from %(sender)s to %(recipients)s: %(subject)s") % {
+                "file": path.name,
+                "sender": message.mail_from,
+                "recipients": ", ".join(message.rcpt_tos),
+                "subject": subject,
+            }
             # Whatever a client sent must not reach the terminal as control sequences.
             self.stdout.write("".join(char if char.isprintable() else "?" for char in summary))
 
         return save
+
+
+def _cannot_listen(port: int, exc: OSError) -> str:
+    return _("Cannot listen on 127.0.0.1:%(port)s: %(problem)s") % {"port": port, "problem": exc}

@@ -1,8 +1,7 @@
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.management.base import BaseCommand
 from django.db import transaction
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_lazy
 
 from settings_app import crypto
 from settings_app.delivery.circulation import seed_circulation_demo
@@ -20,17 +19,21 @@ DISTRICTS = {
 }
 
 
-class Command(BaseCommand):
-    help = "Create (or refresh) the demo consortium, its districts, schools and users. Safe to run twice."
+class Command(language.LocalizedCommand):
+    description = gettext_lazy(
+        "Create (or refresh) the demo consortium, its districts, schools and users. Safe to run twice."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--smtp-port", type=int, default=2525, help="Port of the demo SMTP server.")
+        parser.add_argument("--smtp-port", type=int, default=2525, help=gettext("Port of the demo SMTP server."))
         parser.add_argument(
-            "--oauth-port", type=int, default=0, help="Port of the demo identity provider (0: none is set up)."
+            "--oauth-port",
+            type=int,
+            default=0,
+            help=gettext("Port of the demo identity provider (0: none is set up)."),
         )
 
     @transaction.atomic
-    @language.in_environment_language
     def handle(self, *args, smtp_port: int, oauth_port: int, **options):
         installation = self._installation()
         self._consortium_server(installation, smtp_port)

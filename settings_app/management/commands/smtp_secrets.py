@@ -1,14 +1,14 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import transaction
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from settings_app import crypto
 from settings_app.management import language
 from settings_app.models import SmtpSettings
 
 
-class Command(BaseCommand):
-    help = (
+class Command(language.LocalizedCommand):
+    description = gettext_lazy(
         "check: report stored SMTP passwords that cannot be used (exit 1 if any). "
         "rotate: re-encrypt every stored password under the newest key of SMTP_ENCRYPTION_KEYS."
     )
@@ -16,7 +16,6 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("action", choices=["check", "rotate"])
 
-    @language.in_environment_language
     @transaction.atomic
     def handle(self, *args, action: str, **options):
         # Locked: a password saved while this runs must not be overwritten by its old, rotated value.

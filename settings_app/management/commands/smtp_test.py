@@ -10,9 +10,10 @@ from typing import Any, TextIO
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.core.validators import validate_email
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from settings_app.crypto import CredentialsUnreadable
 from settings_app.mail import transport
@@ -37,8 +38,8 @@ class Target:
     label: str
 
 
-class Command(BaseCommand):
-    help = (
+class Command(language.LocalizedCommand):
+    description = gettext_lazy(
         "Test an SMTP server as the Test Server button does: the saved settings of a scope (--scope installation "
         "or --scope <district-slug>), or an explicit --host/--port/--transport. --send-to also sends a test email. "
         "Exit status: 0 when the verdict is OK, 1 when it is not, 2 for bad arguments. The password is read "
@@ -47,18 +48,17 @@ class Command(BaseCommand):
     stealth_options = ("stdin",)
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--scope", help='"installation", or the slug of a district: test its saved settings.')
-        parser.add_argument("--host", help="SMTP server name or address (instead of --scope).")
-        parser.add_argument("--port", type=int, help="Port (default: 25, 465 or 587 for the transport).")
-        parser.add_argument("--transport", choices=[choice.value for choice in Transport], help="Default: tls.")
-        parser.add_argument("--username", default="", help="Login user name.")
-        parser.add_argument("--password-stdin", action="store_true", help="Read the password from standard input.")
-        parser.add_argument("--ca-file", type=Path, help="Extra CA certificates (PEM) to trust.")
-        parser.add_argument("--send-to", metavar="ADDR", help="Also send a test email to this address.")
+        parser.add_argument("--scope", help=_('"installation", or the slug of a district: test its saved settings.'))
+        parser.add_argument("--host", help=_("SMTP server name or address (instead of --scope)."))
+        parser.add_argument("--port", type=int, help=_("Port (default: 25, 465 or 587 for the transport)."))
+        parser.add_argument("--transport", choices=[choice.value for choice in Transport], help=_("Default: tls."))
+        parser.add_argument("--username", default="", help=_("Login user name."))
+        parser.add_argument("--password-stdin", action="store_true", help=_("Read the password from standard input."))
+        parser.add_argument("--ca-file", type=Path, help=_("Extra CA certificates (PEM) to trust."))
+        parser.add_argument("--send-to", metavar="ADDR", help=_("Also send a test email to this address."))
         # Declared only to refuse it without echoing the value, as argparse would for an unknown option.
         parser.add_argument("--password", help=argparse.SUPPRESS)
 
-    @language.in_environment_language
     def handle(self, *args: Any, **options: Any) -> None:
         target = self._target(options)
         send_to = options["send_to"]

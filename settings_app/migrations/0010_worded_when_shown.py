@@ -1,5 +1,6 @@
-# A notice's failure is worded when it is shown, in the reader's language: the stored English text gives way to
-# its category (already stored) and whether delivery gave up.
+# What delivery books about a failure is worded when it is shown, in the reader's language: a notice's stored
+# English text gives way to its category (already stored) and whether delivery gave up; a back-off keeps its
+# category beside the server's reply.
 
 from django.db import migrations, models
 
@@ -16,6 +17,11 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddField(
+            model_name='deliverystate',
+            name='busy_category',
+            field=models.CharField(blank=True, max_length=40),
+        ),
         migrations.AddField(
             model_name='notice',
             name='gave_up',
