@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.text import capfirst
 from django.utils.translation import gettext_noop
@@ -27,6 +28,7 @@ from settings_app.models import (
     TestKind,
     scope_kwargs,
 )
+from settings_app.oauth.providers import Flow, Provider
 from settings_app.selectors import scope_settings, tests_in_the_last_minute
 
 if TYPE_CHECKING:
@@ -98,13 +100,15 @@ def _shown(field: str, value: Any) -> str:
 @transaction.atomic
 def smtp_settings_save(
     *, scope: Scope, values: dict[str, Any], password: str, acting_user: User
-) -> tuple[SmtpSettings, bool]:
+) -> tuple[SmtpSettings, set[str]]:
     """Save the scope's SMTP settings from validated values (a district also switches to its own server).
 
     A typed password is sealed to the new destination. A blank one keeps the stored password only while host,
-    port, transport and user ID are unchanged; otherwise the stored one is cleared. Returns the row and whether
-    a stored password was cleared that way. The row is locked and only the form's fields are written, so a pause
-    a worker sets meanwhile is kept.
+    port, transport and user ID are unchanged; otherwise the stored one is cleared. So is whatever else would
+    let the settings sign in at the new destination: the connected OAuth account, and the client secret of a
+    flow in which the app signs in by itself. Returns the row and what was cleared that way (CREDENTIAL,
+    OAUTH_ACCOUNT, CLIENT_SECRET). The row is locked and only the form's fields are written, so a pause a worker
+    sets meanwhile is kept.
     """
     if isinstance(scope, District):
         district_set_mail_source(district=scope, source=MailSource.OWN, acting_user=acting_user)
@@ -121,27 +125,33 @@ def smtp_settings_save(
         if old.get(field, "") != (new := getattr(row, field))
     }
     moved = row.destination != old_destination
-    cleared_by_move = False
+    cleared: set[str] = set()
     if password:
         summary[CREDENTIAL] = gettext_noop("changed") if row.password_sealed else gettext_noop("set")
         _set_password(row, password, acting_user)
     elif row.password_sealed and moved:
         summary[CREDENTIAL] = gettext_noop("cleared (server or user ID changed)")
         _set_password(row, "", acting_user)
-        cleared_by_move = True
+        cleared.add(CREDENTIAL)
     if moved and row.oauth_refresh_sealed:
         # The account's sign-in is sealed to the destination: it never follows the settings elsewhere.
         summary[OAUTH_ACCOUNT] = gettext_noop("disconnected (server or user ID changed)")
         _forget_oauth(row)
-    if moved and client_secret:
-        # The app's secret only ever goes to the identity provider: it stays, sealed to the new destination.
+        cleared.add(OAUTH_ACCOUNT)
+    if moved and client_secret and Flow(row.oauth_flow).connects_account:
+        # Without the account's sign-in (forgotten above) the secret cannot get a token: it stays, resealed.
         row.oauth_client_secret_sealed = crypto.seal(client_secret, row.oauth_binding)
+    elif moved and row.oauth_client_secret_sealed:
+        # App-only and service-account secrets get tokens on their own: like a password, they never follow.
+        summary[CLIENT_SECRET] = gettext_noop("removed (server or user ID changed)")
+        row.oauth_client_secret_sealed = ""
+        cleared.add(CLIENT_SECRET)
     if moved:
         _carry_recent_test(row, scope, acting_user)
     row.updated_by = acting_user
     row.save(update_fields=[*SETTINGS_FIELDS, *EDITED_WITH_THEM, *OAUTH_SECRETS] if row.pk else None)
     _audit(scope, acting_user, summary)
-    return row, cleared_by_move
+    return row, cleared
 
 
 def _forget_oauth(row: SmtpSettings) -> None:
@@ -259,8 +269,13 @@ def district_set_mail_source(*, district: District, source: str, acting_user: Us
 
 
 def installation_update(*, installation: Installation, values: dict[str, Any], acting_user: User) -> None:
-    """Save the installation's own options (hosting mode, EHLO name, reach and trust settings)."""
+    """Save the installation's own options (hosting mode, EHLO name, reach and trust settings).
+
+    A new identity provider URL forgets the client secrets and sign-ins kept for the old one: they never go to
+    another provider.
+    """
     summary: dict[str, str] = {}
+    issuer = installation.oauth_issuer
     for field, value in values.items():
         if getattr(installation, field) != value:
             label = capfirst(_msgid(Installation._meta.get_field(field).verbose_name))  # type: ignore[union-attr]
@@ -268,7 +283,25 @@ def installation_update(*, installation: Installation, values: dict[str, Any], a
             setattr(installation, field, value)
     with transaction.atomic():
         installation.save()
+        if installation.oauth_issuer != issuer:
+            _forget_issuer_secrets(installation, acting_user)
         _audit(installation, acting_user, summary)
+
+
+def _forget_issuer_secrets(installation: Installation, acting_user: User) -> None:
+    rows = SmtpSettings.objects.select_for_update().filter(
+        Q(installation=installation) | Q(district__installation=installation), oauth_provider=Provider.INSTALLATION
+    )
+    for row in rows.exclude(oauth_client_secret_sealed="", oauth_refresh_sealed=""):
+        summary = {}
+        if row.oauth_refresh_sealed:
+            summary[OAUTH_ACCOUNT] = gettext_noop("disconnected (identity provider changed)")
+        if row.oauth_client_secret_sealed:
+            summary[CLIENT_SECRET] = gettext_noop("removed (identity provider changed)")
+        _forget_oauth(row)
+        row.oauth_client_secret_sealed = ""
+        row.save(update_fields=OAUTH_SECRETS)
+        _audit(row.scope, acting_user, summary)
 
 
 def smtp_test_admit(*, scope: Scope, acting_user: User, kind: TestKind, destination: str) -> SmtpTestRecord | None:

@@ -158,3 +158,26 @@ def test_an_error_report_hides_the_posted_client_secret(client, settings, monkey
     page = response.content.decode()
     assert response.status_code == 500 and "the save broke" in page
     assert CLIENT_SECRET not in page
+
+
+@pytest.mark.django_db
+def test_an_error_report_from_disconnect_hides_the_refresh_token_it_held(
+    client, settings, monkeypatch, oauth_row, super_admin
+):
+    from settings_app import services
+
+    def broken(**kwargs):
+        raise RuntimeError("the disconnect broke")
+
+    oauth_row.connect()
+    refresh_token = oauth_row.oauth_refresh_token()
+    monkeypatch.setattr(services, "smtp_oauth_disconnect", broken)
+    settings.DEBUG = True
+    client.raise_request_exception = False
+    client.force_login(super_admin)
+
+    response = client.post(reverse("installation_oauth_disconnect"))
+
+    page = response.content.decode()
+    assert response.status_code == 500 and "the disconnect broke" in page and "sign_in" in page
+    assert refresh_token not in page

@@ -66,3 +66,30 @@ def test_nobody_is_sent_to_a_sign_in_page_outside_the_policy(url, hosted, refuse
             check_authorize_url(url, hosted=hosted)
     else:
         check_authorize_url(url, hosted=hosted)
+
+
+@pytest.mark.django_db
+def test_a_new_identity_provider_url_forgets_the_secrets_kept_for_the_old_one(
+    oauth_row, identity_provider, super_admin
+):
+    """The client secret and the account's sign-in were given to one provider: they never go to another."""
+    from settings_app import services
+    from settings_app.models import SettingsChange
+
+    oauth_row.connect()
+    installation = oauth_row.installation
+    identity_provider.authority.ledger.requests.clear()
+
+    services.installation_update(
+        installation=installation, values={"oauth_issuer": "https://idp.other.example.org"}, acting_user=super_admin
+    )
+
+    oauth_row.refresh_from_db()
+    assert oauth_row.oauth_client_secret_sealed == "" and oauth_row.oauth_refresh_sealed == ""
+    assert not oauth_row.oauth_connected
+    audit = SettingsChange.objects.filter(installation=installation).values_list("summary", flat=True)
+    assert {
+        "OAuth account": "disconnected (identity provider changed)",
+        "Client secret": "removed (identity provider changed)",
+    } in list(audit)
+    assert identity_provider.authority.ledger.requests == {}

@@ -7,6 +7,7 @@ from asgiref.sync import async_to_sync
 from settings_app import selectors
 from settings_app.mail import transport
 from settings_app.mail.diagnosis import Category, StepKind
+from settings_app.models import SettingsChange
 from tests.oauth_servers import CLIENT_SECRET, MAILBOX
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -187,6 +188,50 @@ def test_moving_the_settings_to_another_server_disconnects_and_no_token_reaches_
     assert oauth_row.oauth_client_secret() == CLIENT_SECRET  # the app's secret stays, sealed to the new destination
     assert diagnosis.category is Category.OAUTH_NOT_CONNECTED
     assert starttls_server.recorded.sasl_commands == [] and starttls_server.recorded.ehlo_names == []
+
+
+def test_moving_app_only_settings_to_another_server_clears_the_secret_and_no_token_reaches_it(
+    oauth_row, identity_provider, super_admin, starttls_server
+):
+    """With app-only sign-in the client secret alone gets tokens: like a password, it never follows a move."""
+    from settings_app import services
+
+    values = {f: getattr(oauth_row, f) for f in services.OAUTH_FIELDS} | {"oauth_flow": "app_only"}
+    services.smtp_oauth_client_save(
+        scope=oauth_row.installation, values=values, client_secret="", acting_user=super_admin
+    )
+    values = {f: getattr(oauth_row, f) for f in services.SETTINGS_FIELDS} | {"port": starttls_server.port}
+    _, cleared = services.smtp_settings_save(
+        scope=oauth_row.installation, values=values, password="", acting_user=super_admin
+    )
+    identity_provider.authority.ledger.requests.clear()
+
+    diagnosis = _test_server(oauth_row)
+
+    assert cleared == {services.CLIENT_SECRET} and oauth_row.oauth_client_secret_sealed == ""
+    assert SettingsChange.objects.first().summary["Client secret"] == "removed (server or user ID changed)"
+    assert not diagnosis.ok and identity_provider.authority.ledger.requests == {}
+    assert starttls_server.recorded.sasl_commands == [] and starttls_server.recorded.ehlo_names == []
+
+
+def test_an_unreadable_ca_bundle_is_a_verdict_wherever_the_provider_is_called_never_a_crash(
+    oauth_row, xoauth2_server, identity_provider
+):
+    from settings_app.mail.config import TokenUnavailable
+    from settings_app.models import Installation
+    from settings_app.oauth import tokens
+
+    oauth_row.connect()
+    identity_provider.authority.ledger.requests.clear()
+    Installation.objects.filter(pk=oauth_row.installation_id).update(ca_bundle="-----BEGIN CERTIFICATE-----\nx\n")
+    oauth_row.refresh_from_db()
+    app = tokens.oauth_app(oauth_row, oauth_row.installation)
+
+    assert _test_server(oauth_row).category is Category.CA_BUNDLE_INVALID
+    for call in (lambda: tokens.fetch_access_token(app), lambda: tokens.revoke(app, oauth_row.oauth_refresh_token())):
+        with pytest.raises(TokenUnavailable, match="no readable certificate"):
+            call()
+    assert identity_provider.authority.ledger.requests == {} and xoauth2_server.recorded.ehlo_names == []
 
 
 def test_the_smtp_test_command_signs_in_with_oauth_and_prints_no_token(oauth_row, xoauth2_server, capsys):

@@ -187,8 +187,9 @@ class Chunk:
             try:
                 data = plan.writer.message(_letterhead(plan, row), _letter(row))
                 recipient = render.ascii_address(plan.divert_to or row["recipient_email"])
-            except ValueError as exc:
-                self.refused.append(Result(pk, False, Stage.RCPT, None, str(exc), False))
+            except ValueError:
+                # No server said anything: the category (an invalid address) is the whole story, worded when shown.
+                self.refused.append(Result(pk, False, Stage.RCPT, None, "", False))
                 continue
             yield Outgoing(pk, recipient, data)
 

@@ -62,14 +62,14 @@ def check_authorize_url(url: str, *, hosted: bool) -> None:
         raise ConnectRefused(_("Hosted Destiny Mail signs in only with Microsoft 365 and Google."))
 
 
-@sensitive_variables("verifier")
+@sensitive_variables("verifier", "entry", "kept")
 def start(session: SessionBase, *, app: OAuthApp, pending: dict[str, Any], login_hint: str, hosted: bool) -> str:
     """Remember a new state for `pending` (scope_key, slug, user_id) and return the provider's sign-in URL."""
     check_authorize_url(app.endpoints.authorize_url, hosted=hosted)
     state, verifier = generate_token(32), generate_token(64)
-    client = oauth_client(
+    client = oauth_client(  # only writes the sign-in URL: it makes no request, so it needs no CA bundle
         policy=app.policy,
-        ca_pem=app.ca_pem,
+        ca_pem="",
         seconds=app.seconds,
         client_id=app.client_id,
         client_secret="",
@@ -99,6 +99,7 @@ def start(session: SessionBase, *, app: OAuthApp, pending: dict[str, Any], login
     return str(url)
 
 
+@sensitive_variables("waiting", "entry", "pending")
 def take(session: SessionBase, state: str) -> Pending:
     """The pending sign-in `state` stands for, removed so it can never be used twice (raises ConnectRefused)."""
     waiting = dict(session.get(SESSION_KEY, {}))

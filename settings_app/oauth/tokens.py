@@ -8,6 +8,7 @@ once take turns, and the second uses what the first saved. Access tokens never l
 
 import hashlib
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -147,21 +148,22 @@ def _service_account_token(app: OAuthApp) -> dict[str, Any]:
         key = service_account_key(app.client_secret)
     except ValueError as exc:
         raise TokenUnavailable("not_connected", str(exc)) from exc
-    client = AssertionClient(
-        token_endpoint=app.endpoints.token_url,
-        issuer=key["client_email"],
-        subject=app.account,
-        audience=app.endpoints.token_url,
-        scope=app.endpoints.scope,
-        key=RSAKey.import_key(key["private_key"]),
-        header={"alg": "RS256", "kid": key.get("private_key_id", "")},
-        transport=VettedTransport(policy=app.policy, ca_pem=app.ca_pem, seconds=app.seconds),
-        timeout=app.seconds,
-        follow_redirects=False,
-        trust_env=False,
-    )
-    with _token_errors(app), client:
-        return _checked(client.refresh_token())
+    with _token_errors(app):
+        client = AssertionClient(
+            token_endpoint=app.endpoints.token_url,
+            issuer=key["client_email"],
+            subject=app.account,
+            audience=app.endpoints.token_url,
+            scope=app.endpoints.scope,
+            key=RSAKey.import_key(key["private_key"]),
+            header={"alg": "RS256", "kid": key.get("private_key_id", "")},
+            transport=VettedTransport(policy=app.policy, ca_pem=app.ca_pem, seconds=app.seconds),
+            timeout=app.seconds,
+            follow_redirects=False,
+            trust_env=False,
+        )
+        with client:
+            return _checked(client.refresh_token())
 
 
 def service_account_key(text: str) -> dict[str, str]:
@@ -203,16 +205,17 @@ def _refresh(app: OAuthApp) -> dict[str, Any]:
 
 def call_token_endpoint(app: OAuthApp, call: Callable[[OAuth2Client], dict[str, Any]]) -> dict[str, Any]:
     """Run one request of Authlib's client against the app's provider; every failure becomes TokenUnavailable."""
-    client = oauth_client(
-        policy=app.policy,
-        ca_pem=app.ca_pem,
-        seconds=app.seconds,
-        client_id=app.client_id,
-        client_secret=app.client_secret,
-        scope=app.endpoints.scope,
-    )
-    with _token_errors(app), client:
-        return _checked(call(client))
+    with _token_errors(app):  # a bad CA bundle fails already here
+        client = oauth_client(
+            policy=app.policy,
+            ca_pem=app.ca_pem,
+            seconds=app.seconds,
+            client_id=app.client_id,
+            client_secret=app.client_secret,
+            scope=app.endpoints.scope,
+        )
+        with client:
+            return _checked(call(client))
 
 
 @sensitive_variables("refresh_token")
@@ -220,15 +223,16 @@ def revoke(app: OAuthApp, refresh_token: str) -> None:
     """Revoke a refresh token at the provider (RFC 7009), when it has a revocation endpoint; raises TokenUnavailable."""
     if not app.endpoints.revoke_url:
         return
-    client = oauth_client(
-        policy=app.policy,
-        ca_pem=app.ca_pem,
-        seconds=app.seconds,
-        client_id=app.client_id,
-        client_secret=app.client_secret,
-    )
-    with _token_errors(app), client:
-        answer = client.revoke_token(app.endpoints.revoke_url, token=refresh_token, token_type_hint=REFRESH_HINT)
+    with _token_errors(app):
+        client = oauth_client(
+            policy=app.policy,
+            ca_pem=app.ca_pem,
+            seconds=app.seconds,
+            client_id=app.client_id,
+            client_secret=app.client_secret,
+        )
+        with client:
+            answer = client.revoke_token(app.endpoints.revoke_url, token=refresh_token, token_type_hint=REFRESH_HINT)
     if answer.status_code != 200:  # RFC 7009 2.2: 200 whether or not the token was still valid
         raise TokenUnavailable(
             "unreachable", _("The identity provider answered HTTP %(status)s.") % {"status": answer.status_code}
@@ -254,6 +258,8 @@ def _token_errors(app: OAuthApp) -> Iterator[None]:
     except httpx2.HTTPError as exc:
         problem = _("The identity provider could not be reached: %(problem)s") % {"problem": exc}
         raise TokenUnavailable("unreachable", problem) from exc
+    except ssl.SSLError as exc:  # raised before any request: the installation's CA bundle cannot be loaded
+        raise TokenUnavailable("unreachable", _("The CA bundle contains no readable certificate.")) from exc
     except ValueError as exc:  # an answer that is not JSON (an error page, a proxy)
         raise TokenUnavailable("unreachable", _("The identity provider's answer was not a token.")) from exc
 

@@ -5,7 +5,6 @@ from typing import Any
 from django.contrib import messages
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
@@ -13,21 +12,11 @@ from django.views.decorators.http import require_GET, require_POST
 from settings_app import crypto, selectors, services
 from settings_app.forms import OAuthSettingsForm
 from settings_app.mail.config import TokenUnavailable
-from settings_app.models import District, Scope, SmtpSettings
+from settings_app.models import Scope, SmtpSettings
 from settings_app.oauth import connect
 from settings_app.oauth.tokens import OAuthApp, oauth_app
 from settings_app.permissions import AuthenticatedRequest
-from settings_app.views.pages import installation_of, page, scope_for
-
-
-def _back(scope: Scope) -> str:
-    if isinstance(scope, District):
-        return reverse("district_options", kwargs={"slug": scope.slug})
-    return reverse("installation_options")
-
-
-def _key(scope: Scope) -> str:
-    return f"{scope._meta.model_name}:{scope.pk}"
+from settings_app.views.pages import installation_of, options_url, page, scope_for, scope_key
 
 
 def _saved_row(request: AuthenticatedRequest, scope: Scope) -> SmtpSettings | None:
@@ -44,7 +33,7 @@ def oauth_settings(request: AuthenticatedRequest, slug: str | None = None) -> Ht
     scope = scope_for(request, slug)
     row = _saved_row(request, scope)
     if row is None:
-        return redirect(_back(scope))
+        return redirect(options_url(scope))
     form = OAuthSettingsForm(request.POST, instance=row, installation=installation_of(scope), prefix="oauth")
     if not form.is_valid():
         return page(request, scope, oauth_form=form)
@@ -53,7 +42,7 @@ def oauth_settings(request: AuthenticatedRequest, slug: str | None = None) -> Ht
         scope=scope, values=values, client_secret=form.cleaned_data["client_secret"], acting_user=request.user
     )
     messages.success(request, _("Sign-in settings saved."))
-    return redirect(_back(scope))
+    return redirect(options_url(scope))
 
 
 @require_POST
@@ -63,25 +52,28 @@ def oauth_connect(request: AuthenticatedRequest, slug: str | None = None) -> Htt
     row = _saved_row(request, scope)
     if row is None or not (row.uses_oauth and row.oauth_provider and row.oauth_client_id):
         messages.error(request, _("Choose Sign in with OAuth 2.0 and save the app registration first."))
-        return redirect(_back(scope))
+        return redirect(options_url(scope))
     installation = installation_of(scope)
     try:
         app = oauth_app(row, installation)
         url = connect.start(
             request.session,
             app=app,
-            pending={"scope_key": _key(scope), "slug": slug, "user_id": request.user.pk},
+            pending={"scope_key": scope_key(scope), "slug": slug, "user_id": request.user.pk},
             login_hint=row.username,
             hosted=installation.hosted,
         )
-    except (connect.ConnectRefused, crypto.CredentialsUnreadable) as exc:
-        messages.error(request, str(exc) or _("The stored client secret cannot be read: enter it again."))
-        return redirect(_back(scope))
+    except connect.ConnectRefused as exc:
+        messages.error(request, str(exc))
+        return redirect(options_url(scope))
+    except crypto.CredentialsUnreadable:
+        messages.error(request, _("The stored client secret cannot be read: enter it again."))
+        return redirect(options_url(scope))
     return HttpResponseRedirect(url)
 
 
 @require_GET
-@sensitive_variables("tokens")
+@sensitive_variables("tokens", "refresh_token")
 def oauth_callback(request: AuthenticatedRequest) -> HttpResponse:
     """Where the identity provider sends the administrator back: check the state, trade the code, store the token."""
     try:
@@ -98,7 +90,7 @@ def oauth_callback(request: AuthenticatedRequest) -> HttpResponse:
     ):
         return _refused(request, _("The identity provider sent no refresh token, or the settings changed meanwhile."))
     messages.success(request, _("Connected as %(account)s.") % {"account": row.username})
-    return redirect(_back(scope))
+    return redirect(options_url(scope))
 
 
 @sensitive_variables("code")
@@ -129,7 +121,7 @@ def _pending_scope(request: AuthenticatedRequest, pending: connect.Pending) -> S
         scope = scope_for(request, pending.slug)
     except Http404 as exc:
         raise connect.ConnectRefused(_("You can no longer change these settings.")) from exc
-    if _key(scope) != pending.scope_key:
+    if scope_key(scope) != pending.scope_key:
         raise connect.ConnectRefused(_("This sign-in was started for other settings."))
     return scope
 
@@ -139,15 +131,16 @@ def _refused(request: AuthenticatedRequest, reason: str) -> HttpResponse:
 
 
 @require_POST
+@sensitive_variables("sign_in")
 def oauth_disconnect(request: AuthenticatedRequest, slug: str | None = None) -> HttpResponse:
     """Forget the connected account (its refresh token); delivery stops signing in until it is connected again."""
     scope = scope_for(request, slug)
     row = selectors.scope_settings(scope)
     sign_in = connect.stored_sign_in(row, installation_of(scope)) if row else None
     if not services.smtp_oauth_disconnect(scope=scope, acting_user=request.user):
-        return redirect(_back(scope))
+        return redirect(options_url(scope))
     messages.success(request, _("The account was disconnected."))
     problem = connect.revoke_at_provider(*sign_in) if sign_in else None
     if problem:
         messages.warning(request, _("The provider could not revoke the sign-in: %(problem)s") % {"problem": problem})
-    return redirect(_back(scope))
+    return redirect(options_url(scope))

@@ -20,7 +20,8 @@ PENDING_SESSION_KEY = "pending_smtp_password"  # noqa: S105 - a session key, not
 PENDING_SECONDS = 600
 
 
-def _scope_key(scope: Scope) -> str:
+def scope_key(scope: Scope) -> str:
+    """Names the scope in sessions and cache keys."""
     return f"{scope._meta.model_name}:{scope.pk}"
 
 
@@ -28,7 +29,7 @@ def _scope_key(scope: Scope) -> str:
 def keep_pending_password(request: AuthenticatedRequest, scope: Scope, destination: Destination, password: str) -> None:
     """Without JavaScript a typed password cannot stay in the field: keep it sealed in the session for Save."""
     request.session[PENDING_SESSION_KEY] = {
-        "scope": _scope_key(scope),
+        "scope": scope_key(scope),
         "sealed": crypto.seal(password, destination),
         "until": time.time() + PENDING_SECONDS,
     }
@@ -37,7 +38,7 @@ def keep_pending_password(request: AuthenticatedRequest, scope: Scope, destinati
 def pending_password(request: AuthenticatedRequest, scope: Scope, destination: Destination) -> str:
     """The password a test of this scope and destination kept in the last ten minutes, or ""."""
     pending = request.session.get(PENDING_SESSION_KEY)
-    if not pending or pending["scope"] != _scope_key(scope) or pending["until"] < time.time():
+    if not pending or pending["scope"] != scope_key(scope) or pending["until"] < time.time():
         return ""
     try:
         return crypto.unseal(pending["sealed"], destination)
@@ -109,7 +110,7 @@ def page(request: AuthenticatedRequest, scope: Scope, *, status: int = 200, **gi
     initial = {"host": preset.host, "port": preset.port, "transport": preset.transport} if preset else None
     context = {
         "scope": scope,
-        "scope_key": _scope_key(scope),
+        "scope_key": scope_key(scope),
         "version": version,
         "keep": selectors.KEEP_SECONDS if version else 0,
         "row": row,

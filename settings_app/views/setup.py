@@ -86,12 +86,28 @@ def _saved(request: AuthenticatedRequest, scope: Scope, form: SmtpSettingsForm) 
     _, cleared = services.smtp_settings_save(scope=scope, values=values, password=password, acting_user=request.user)
     request.session.pop(PENDING_SESSION_KEY, None)
     messages.success(request, gettext("SMTP settings saved."))
-    if cleared:
+    if services.CREDENTIAL in cleared:
         messages.warning(
             request,
             gettext(
                 "The server, port, transport or user ID changed, so the stored password was cleared. "
                 "Enter the password again."
+            ),
+        )
+    if services.OAUTH_ACCOUNT in cleared:
+        messages.warning(
+            request,
+            gettext(
+                "The server, port, transport or user ID changed, so the connected account was disconnected. "
+                "Press Connect account again."
+            ),
+        )
+    if services.CLIENT_SECRET in cleared:
+        messages.warning(
+            request,
+            gettext(
+                "The server, port, transport or user ID changed, so the stored client secret was cleared. "
+                "Enter it again under Sign-in."
             ),
         )
     return redirect(options_url(scope))

@@ -2,6 +2,8 @@
 
 import html
 import json
+import ssl
+import sys
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -105,6 +107,11 @@ class _Handler(BaseHTTPRequestHandler):
 class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True
     authority: LocalAuthorizationServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser that does not trust the demo CA yet drops the handshake: not worth a traceback."""
+        if not isinstance(sys.exception(), (ssl.SSLError, ConnectionError)):
+            super().handle_error(request, client_address)
 
 
 @dataclass

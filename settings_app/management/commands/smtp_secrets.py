@@ -1,16 +1,54 @@
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 from django.core.management.base import CommandError
 from django.db import transaction
+from django.db.models import Q
 from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from settings_app import crypto
 from settings_app.management import language
 from settings_app.models import SmtpSettings
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
+
+@dataclass(frozen=True)
+class Secret:
+    """One kind of sealed secret on a settings row: its field, how it is opened, and what to do when it cannot be."""
+
+    field: str
+    opens: Callable[[SmtpSettings], str]
+    unreadable: "StrOrPromise"
+
+
+SECRETS = (
+    Secret(
+        "password_sealed",
+        SmtpSettings.password,
+        gettext_lazy("unreadable password: %(row)s (id %(id)s): enter it again on its settings page"),
+    ),
+    Secret(
+        "oauth_client_secret_sealed",
+        SmtpSettings.oauth_client_secret,
+        gettext_lazy(
+            "unreadable client secret: %(row)s (id %(id)s): enter it again under Sign-in on its settings page"
+        ),
+    ),
+    Secret(
+        "oauth_refresh_sealed",
+        SmtpSettings.oauth_refresh_token,
+        gettext_lazy("unreadable account sign-in: %(row)s (id %(id)s): press Connect account on its settings page"),
+    ),
+)
+
 
 class Command(language.LocalizedCommand):
     description = gettext_lazy(
-        "check: report stored SMTP passwords that cannot be used (exit 1 if any). "
-        "rotate: re-encrypt every stored password under the newest key of SMTP_ENCRYPTION_KEYS."
+        "check: report stored SMTP passwords, client secrets and account sign-ins that cannot be used (exit 1 if "
+        "any). rotate: re-encrypt each of them under the newest key of SMTP_ENCRYPTION_KEYS."
     )
 
     def add_arguments(self, parser):
@@ -18,51 +56,54 @@ class Command(language.LocalizedCommand):
 
     @transaction.atomic
     def handle(self, *args, action: str, **options):
-        # Locked: a password saved while this runs must not be overwritten by its old, rotated value.
+        # Locked: a secret saved (or a sign-in refreshed) while this runs must not be overwritten by its old value.
+        stored = ~Q(password_sealed="") | ~Q(oauth_client_secret_sealed="") | ~Q(oauth_refresh_sealed="")
         rows = list(
-            SmtpSettings.objects.exclude(password_sealed="")
+            SmtpSettings.objects.filter(stored)
             .select_related("installation", "district")
             .select_for_update(of=("self",))
         )
-        readable = [row for row in rows if _usable(row)]
+        readable = unreadable = 0
         for row in rows:
-            if row not in readable:
-                self.stderr.write(
-                    gettext("unreadable: %(row)s (id %(id)s): enter its password again on its settings page")
-                    % {"row": row, "id": row.pk}
-                )
+            for secret in SECRETS:
+                if not getattr(row, secret.field):
+                    continue
+                if not _usable(row, secret):
+                    unreadable += 1
+                    self.stderr.write(str(secret.unreadable) % {"row": row, "id": row.pk})
+                    continue
+                readable += 1
+                if action == "rotate":
+                    setattr(row, secret.field, crypto.rotate(getattr(row, secret.field)))
         if action == "rotate":
-            for row in readable:
-                row.password_sealed = crypto.rotate(row.password_sealed)
-            SmtpSettings.objects.bulk_update(readable, ["password_sealed"])
+            SmtpSettings.objects.bulk_update(rows, [secret.field for secret in SECRETS])
             self.stdout.write(
                 ngettext(
-                    "re-encrypted %(count)d password under the newest key",
-                    "re-encrypted %(count)d passwords under the newest key",
-                    len(readable),
+                    "re-encrypted %(count)d stored secret under the newest key",
+                    "re-encrypted %(count)d stored secrets under the newest key",
+                    readable,
                 )
-                % {"count": len(readable)}
+                % {"count": readable}
             )
         else:
             self.stdout.write(
                 gettext("%(readable)d readable, %(unreadable)d unreadable")
-                % {"readable": len(readable), "unreadable": len(rows) - len(readable)}
+                % {"readable": readable, "unreadable": unreadable}
             )
-        if len(readable) < len(rows):
-            unusable = len(rows) - len(readable)
+        if unreadable:
             raise CommandError(
                 ngettext(
-                    "%(count)d stored password cannot be used", "%(count)d stored passwords cannot be used", unusable
+                    "%(count)d stored secret cannot be used", "%(count)d stored secrets cannot be used", unreadable
                 )
-                % {"count": unusable},
+                % {"count": unreadable},
                 returncode=1,
             )
 
 
-def _usable(row: SmtpSettings) -> bool:
+def _usable(row: SmtpSettings, secret: Secret) -> bool:
     """Decrypted with a configured key and sealed to the row's own destination, as sending requires."""
     try:
-        row.password()
+        secret.opens(row)
     except crypto.CredentialsUnreadable:
         return False
     return True
