@@ -289,7 +289,7 @@ def installation_update(*, installation: Installation, values: dict[str, Any], a
 
 
 def _forget_issuer_secrets(installation: Installation, acting_user: User) -> None:
-    rows = SmtpSettings.objects.select_for_update().filter(
+    rows = SmtpSettings.objects.select_for_update(of=("self",)).filter(
         Q(installation=installation) | Q(district__installation=installation), oauth_provider=Provider.INSTALLATION
     )
     for row in rows.exclude(oauth_client_secret_sealed="", oauth_refresh_sealed=""):
