@@ -139,7 +139,7 @@ def fill(tag: str, schools: list[School], n: int, due_count: int) -> float:
             """
             INSERT INTO settings_app_notice (kind, status, school_id, recipient_name, recipient_email, sender_name,
                 sender_email, note, items, message_id, created_at, queued_at, attempts, next_attempt_at, lease_token,
-                sent_at, failed_at, last_category, gave_up, last_reply, possible_duplicates)
+                sent_at, failed_at, last_category, gave_up, last_reply, possible_duplicates, language)
             SELECT CASE WHEN g %% 5 = 0 THEN 'resource_list' ELSE 'overdue' END,
                    CASE WHEN g <= %(due)s THEN 'queued' WHEN g %% 100 = 0 THEN 'failed' ELSE 'sent' END,
                    (%(schools)s::bigint[])[1 + g %% %(count)s],
@@ -152,7 +152,8 @@ def fill(tag: str, schools: list[School], n: int, due_count: int) -> float:
                    CASE WHEN g > %(due)s AND g %% 100 = 0 THEN at END,
                    CASE WHEN g > %(due)s AND g %% 100 = 0 THEN 'recipient_rejected' ELSE '' END,
                    false,
-                   CASE WHEN g > %(due)s AND g %% 100 = 0 THEN '550 5.1.1 no such user' ELSE '' END, 0
+                   CASE WHEN g > %(due)s AND g %% 100 = 0 THEN '550 5.1.1 no such user' ELSE '' END, 0,
+                   CASE WHEN g %% 2 = 0 THEN 'es' ELSE 'en' END
             FROM generate_series(1, %(n)s) AS g,
                  LATERAL (SELECT now() - (g::float / %(n)s) * interval '90 days' AS at) AS moment
             """,
