@@ -15,6 +15,8 @@ from settings_app.oauth.providers import PUBLIC_PROVIDER_HOSTS
 
 @functools.lru_cache(maxsize=8)
 def _context(ca_pem: str) -> ssl.SSLContext:
+    """Not the SMTP connector's shared context: httpx sets ALPN ("http/1.1") on the context it is given, which an
+    SMTP server must never be offered."""
     context = ssl.create_default_context()
     if ca_pem.strip():
         context.load_verify_locations(cadata=ca_pem)

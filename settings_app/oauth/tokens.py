@@ -205,17 +205,20 @@ def _refresh(app: OAuthApp) -> dict[str, Any]:
 
 def call_token_endpoint(app: OAuthApp, call: Callable[[OAuth2Client], dict[str, Any]]) -> dict[str, Any]:
     """Run one request of Authlib's client against the app's provider; every failure becomes TokenUnavailable."""
-    with _token_errors(app):  # a bad CA bundle fails already here
-        client = oauth_client(
-            policy=app.policy,
-            ca_pem=app.ca_pem,
-            seconds=app.seconds,
-            client_id=app.client_id,
-            client_secret=app.client_secret,
-            scope=app.endpoints.scope,
-        )
-        with client:
-            return _checked(call(client))
+    with _token_errors(app), _client(app, scope=app.endpoints.scope) as client:
+        return _checked(call(client))
+
+
+def _client(app: OAuthApp, **options: Any) -> OAuth2Client:
+    """Authlib's client for the app (made inside _token_errors: a CA bundle that cannot be loaded fails here)."""
+    return oauth_client(
+        policy=app.policy,
+        ca_pem=app.ca_pem,
+        seconds=app.seconds,
+        client_id=app.client_id,
+        client_secret=app.client_secret,
+        **options,
+    )
 
 
 @sensitive_variables("refresh_token")
@@ -223,16 +226,8 @@ def revoke(app: OAuthApp, refresh_token: str) -> None:
     """Revoke a refresh token at the provider (RFC 7009), when it has a revocation endpoint; raises TokenUnavailable."""
     if not app.endpoints.revoke_url:
         return
-    with _token_errors(app):
-        client = oauth_client(
-            policy=app.policy,
-            ca_pem=app.ca_pem,
-            seconds=app.seconds,
-            client_id=app.client_id,
-            client_secret=app.client_secret,
-        )
-        with client:
-            answer = client.revoke_token(app.endpoints.revoke_url, token=refresh_token, token_type_hint=REFRESH_HINT)
+    with _token_errors(app), _client(app) as client:
+        answer = client.revoke_token(app.endpoints.revoke_url, token=refresh_token, token_type_hint=REFRESH_HINT)
     if answer.status_code != 200:  # RFC 7009 2.2: 200 whether or not the token was still valid
         raise TokenUnavailable(
             "unreachable", _("The identity provider answered HTTP %(status)s.") % {"status": answer.status_code}
