@@ -129,6 +129,7 @@ from django.utils.translation import gettext_lazy as _  # noqa: E402 - only the 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("es", _("Spanish"))]
 LOCALE_PATHS = [BASE_DIR / "settings_app" / "locale"]
+FORMAT_MODULE_PATH = "destiny_mail.formats"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True

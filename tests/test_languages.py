@@ -458,6 +458,8 @@ def test_what_the_worker_booked_in_english_reads_in_spanish_on_the_pages(
     client.force_login(super_admin)
     options = client.get(reverse("installation_options"), **SPANISH).content.decode()
     assert "El servidor dijo:</strong> <code>553 5.7.1 Sender address rejected" in options
+    # Dates as Spanish writes them: the month's abbreviation in lower case.
+    assert re.search(r"Desde el \d{1,2} (ene|feb|mar|abr|may|jun|jul|ago|sept?|oct|nov|dic) \d{4} \d\d:\d\d\.", options)
     prose = options.replace("553 5.7.1 Sender address rejected: not owned by user", " ")  # the server's own words
     assert english_left(prose, "Test Consortium", "North") == []
 
