@@ -89,3 +89,39 @@ def test_a_sign_in_revoked_between_runs_pauses_delivery_with_its_cause_and_a_rec
     assert "Sending resumed" in html
     worker.deliver(oauth_row.pk)
     assert Notice.objects.filter(status=NoticeStatus.SENT).count() == 300
+
+
+def test_an_unreadable_client_secret_pauses_with_the_sign_in_cause_and_connects_nowhere(
+    oauth_row, school, north_staff, identity_provider, xoauth2_server
+):
+    oauth_row.connect()
+    SmtpSettings.objects.filter(pk=oauth_row.pk).update(oauth_client_secret_sealed="not-a-token")
+    identity_provider.authority.ledger.requests.clear()
+    _queue(school, north_staff, range(3))
+
+    worker.deliver(oauth_row.pk)
+
+    oauth_row.refresh_from_db()
+    assert oauth_row.pause_category == "oauth_secret_unreadable"  # not "enter the password"
+    assert identity_provider.authority.ledger.requests == {} and xoauth2_server.recorded.ehlo_names == []
+    assert Notice.objects.filter(status=NoticeStatus.QUEUED).count() == 3
+
+
+def test_test_server_with_other_values_than_the_oauth_settings_says_what_to_do_and_connects_nowhere(
+    client, oauth_row, super_admin, identity_provider, starttls_server
+):
+    oauth_row.connect()
+    identity_provider.authority.ledger.requests.clear()
+    client.force_login(super_admin)
+    data = {
+        "smtp-host": "localhost",
+        "smtp-port": str(starttls_server.port),
+        "smtp-transport": "tls",
+        "smtp-username": oauth_row.username,
+        "smtp-max_per_hour": "500",
+    }
+
+    html = client.post(reverse("installation_test_server"), data, HTTP_X_REQUESTED_WITH="fetch").content.decode()
+
+    assert "whose account signs in with OAuth 2.0: save them and connect the account again" in html
+    assert identity_provider.authority.ledger.requests == {} and starttls_server.recorded.ehlo_names == []

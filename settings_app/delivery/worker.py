@@ -126,7 +126,7 @@ def plan_for(settings_id: int) -> Plan | None:
     try:
         config = stored_smtp_config(row, installation)
     except crypto.CredentialsUnreadable:
-        pause(row.pk, Category.PASSWORD_REQUIRED)
+        pause(row.pk, Category.OAUTH_SECRET_UNREADABLE if row.uses_oauth else Category.PASSWORD_REQUIRED)
         return None
     default_sender = render.sender_of(row)
     return Plan(

@@ -55,6 +55,7 @@ class Category(StrEnum):
     OAUTH_SCOPE = "oauth_scope"
     OAUTH_PROVIDER = "oauth_provider"
     OAUTH_TOKEN_REJECTED = "oauth_token_rejected"  # noqa: S105 - a verdict name
+    OAUTH_SECRET_UNREADABLE = "oauth_secret_unreadable"  # noqa: S105 - a verdict name
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +280,15 @@ ADVICE: dict[Category, Advice] = {
             "and app registration (changing any of them disconnects the account)."
         ),
         _("Press Connect account, sign in as the mail account, then test again."),
+        configuration=True,
+    ),
+    Category.OAUTH_SECRET_UNREADABLE: Advice(
+        _("Enter the client secret again"),
+        _(
+            "The stored client secret or sign-in cannot be read: the encryption key changed, or it was sealed for "
+            "other settings."
+        ),
+        _("Enter the client secret under Sign-in and save, connect the account again if it signs in, then test."),
         configuration=True,
     ),
     Category.OAUTH_REVOKED: Advice(

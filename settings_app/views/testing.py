@@ -55,6 +55,14 @@ def _config(request: AuthenticatedRequest, scope: Scope, data: dict) -> tuple[Sm
             return _refused(destination, gettext("Credentials unreadable: enter the client secret again.")), False
     password = data["password"] or pending_password(request, scope, destination)
     from_store = not password
+    if saved is not None and saved.uses_oauth and not password:
+        return _refused(
+            destination,
+            gettext(
+                "These values differ from the saved settings, whose account signs in with OAuth 2.0: save them and "
+                "connect the account again, or type a password to test them with it."
+            ),
+        ), False
     if data["username"] and not password:
         row = selectors.scope_settings(scope)
         if row is None or not row.has_password:
