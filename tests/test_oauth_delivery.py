@@ -125,3 +125,27 @@ def test_test_server_with_other_values_than_the_oauth_settings_says_what_to_do_a
 
     assert "whose account signs in with OAuth 2.0: save them and connect the account again" in html
     assert identity_provider.authority.ledger.requests == {} and starttls_server.recorded.ehlo_names == []
+
+
+def test_an_unexpected_failure_before_the_session_opens_gives_the_batch_back_at_once(
+    oauth_row, school, north_staff, monkeypatch, xoauth2_server
+):
+    """Nothing went out: the notices are due again now, not counted as possible duplicates when a lease ends."""
+    from django.db import OperationalError
+
+    from settings_app.oauth import tokens
+
+    def database_gone(app):
+        raise OperationalError("the connection to the database was lost")
+
+    oauth_row.connect()
+    tokens.CACHE.clear()
+    monkeypatch.setattr(tokens, "fetch_access_token", database_gone)
+    _queue(school, north_staff, range(3))
+
+    with pytest.raises(OperationalError):
+        worker.deliver(oauth_row.pk)
+
+    rows = list(Notice.objects.values_list("status", "lease_token", "possible_duplicates"))
+    assert rows == [(NoticeStatus.QUEUED, "", 0)] * 3
+    assert xoauth2_server.recorded.logins == []

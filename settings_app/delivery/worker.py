@@ -450,8 +450,10 @@ async def _claim_and_send(plan: Plan, *, on_open: Callable[[], Awaitable[None]])
     batch = await claim_next(plan)
     if batch is None:
         return
+    opened = False
     try:
         async with mail_session(plan.config) as sender:
+            opened = True
             await on_open()
             while batch is not None:
                 if await _deliver(sender, plan, batch) or not batch.more_due:
@@ -465,6 +467,12 @@ async def _claim_and_send(plan: Plan, *, on_open: Callable[[], Awaitable[None]])
         if batch is not None:
             await give_back(plan, batch)
         await sync_to_async(connection_failed)(plan, problem)
+    except Exception:
+        # Before the session opened nothing went out: give the batch back now rather than when its lease ends
+        # (which would count each notice as a possible duplicate). After, its lease decides.
+        if not opened and batch is not None:
+            await give_back(plan, batch)
+        raise
 
 
 async def _deliver(sender: PipelinedSender, plan: Plan, batch: Batch) -> bool:
