@@ -298,3 +298,50 @@ def test_a_google_service_account_acts_for_the_mailbox_with_a_signed_assertion(
     assert identity_provider.authority.ledger.requests == {JWTBearerGrant.GRANT_TYPE: 1}
     assert [(a.login, a.accepted) for a in xoauth2_server.recorded.logins] == [(MAILBOX, True)]
     assert key["private_key"] not in repr(diagnosis)
+
+
+def test_a_slow_provider_of_app_only_sign_in_holds_up_no_other_database_work(
+    oauth_row, identity_provider, super_admin, monkeypatch
+):
+    """The token request waits on a thread of its own; the worker's database thread goes on meanwhile."""
+    import asyncio
+    import time
+
+    from asgiref.sync import sync_to_async
+
+    from settings_app import services
+    from settings_app.models import SmtpSettings
+    from settings_app.oauth import tokens
+
+    values = {f: getattr(oauth_row, f) for f in services.OAUTH_FIELDS} | {"oauth_flow": "app_only"}
+    services.smtp_oauth_client_save(
+        scope=oauth_row.installation, values=values, client_secret="", acting_user=super_admin
+    )
+    oauth_row.refresh_from_db()
+    source = tokens.StoredTokens(tokens.oauth_app(oauth_row, oauth_row.installation))
+    real = tokens.call_token_endpoint
+
+    def slow_provider(app, call):
+        time.sleep(0.5)
+        return real(app, call)
+
+    monkeypatch.setattr(tokens, "call_token_endpoint", slow_provider)
+    tokens.CACHE.clear()
+    finished = []
+
+    async def token_and_bookkeeping():
+        async def token():
+            await source.access_token()
+            finished.append("token")
+
+        async def bookkeeping():
+            await asyncio.sleep(0.1)
+            await sync_to_async(SmtpSettings.objects.count)()
+            finished.append("database")
+
+        await asyncio.gather(token(), bookkeeping())
+
+    async_to_sync(token_and_bookkeeping)()
+
+    assert finished == ["database", "token"]
+    assert identity_provider.authority.ledger.requests == {"client_credentials": 1}

@@ -121,7 +121,10 @@ class StoredTokens:
         cached = None if fresh else CACHE.get(self._key)
         if cached:
             return cached
-        token = await sync_to_async(fetch_access_token)(self.app)
+        # Only a refresh touches the database (the row stays locked while the provider answers, so a rotated token
+        # is never lost): app-only and service-account sign-ins wait for the provider on a thread of their own, and a
+        # slow provider holds up no other configuration's bookkeeping.
+        token = await sync_to_async(fetch_access_token, thread_sensitive=self.app.flow == Flow.DELEGATED)(self.app)
         access = str(token["access_token"])
         CACHE.put(self._key, access, float(token.get("expires_in") or 3600))
         return access
