@@ -475,6 +475,24 @@ def test_a_notice_past_the_give_up_age_fails_with_its_reason(school, handler, ro
     assert notice.problem == "Gave up after 1 attempt: The server asked to try again later"
 
 
+def test_notices_past_the_give_up_age_behind_an_unreachable_server_fail_with_its_cause(
+    school, installation, north_staff
+):
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    row = settings_for(installation, port)
+    overdue(school, "Ana Lima", "ana@example.org", "Dune")
+    queue_overdue(school, north_staff)
+    Notice.objects.update(queued_at=timezone.now() - dt.timedelta(days=4))
+
+    worker.deliver(row.pk)
+
+    notice = Notice.objects.get()
+    assert notice.status == NoticeStatus.FAILED and notice.gave_up and notice.attempts == 0
+    assert notice.problem == "Gave up waiting for the server: The server refused the connection"
+
+
 def test_the_sweep_enqueues_delivery_for_due_notices_by_id_only(school, row, north_staff):
     from django_tasks_db.models import DBTaskResult
 

@@ -399,14 +399,14 @@ def connection_failed(plan: Plan, problem: SmtpProblem) -> None:
             last_category=verdict.category, next_attempt_at=resume_at
         )
         # Notices carry only the category: their log is shown to districts that may not see the server's details.
-        _give_up_waiting(plan, now)
+        _give_up_waiting(plan, now, verdict.category)
     plan.run_again(resume_at)
 
 
-def _give_up_waiting(plan: Plan, now: datetime) -> None:
+def _give_up_waiting(plan: Plan, now: datetime, category: str) -> None:
     Notice.objects.filter(
         status=NoticeStatus.QUEUED, school_id__in=plan.school_ids, queued_at__lte=now - policy.give_up_after()
-    ).update(status=NoticeStatus.FAILED, failed_at=now, gave_up=True)
+    ).update(status=NoticeStatus.FAILED, failed_at=now, gave_up=True, last_category=category)
 
 
 def _stops_run(result: Result) -> bool:
