@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -102,17 +102,19 @@ class Command(LocalizedCommand):
 
     def _saver(self, mailbox: Path) -> Callable[[ReceivedMessage], None]:
         numbers = itertools.count(1)
+        language = translation.get_language()  # the server's thread has none of its own
 
         def save(message: ReceivedMessage) -> None:
             path = mailbox / f"{timezone.now():%Y%m%dT%H%M%S}-{next(numbers)}.eml"
             path.write_bytes(message.data)
-            subject = message.message.get("Subject", _("(no subject)"))
-            summary = _("%(file)s: from %(sender)s to %(recipients)s: %(subject)s") % {
-                "file": path.name,
-                "sender": message.mail_from,
-                "recipients": ", ".join(message.rcpt_tos),
-                "subject": subject,
-            }
+            with translation.override(language):
+                subject = message.message.get("Subject", _("(no subject)"))
+                summary = _("%(file)s: from %(sender)s to %(recipients)s: %(subject)s") % {
+                    "file": path.name,
+                    "sender": message.mail_from,
+                    "recipients": ", ".join(message.rcpt_tos),
+                    "subject": subject,
+                }
             # Whatever a client sent must not reach the terminal as control sequences.
             self.stdout.write("".join(char if char.isprintable() else "?" for char in summary))
 
