@@ -490,3 +490,18 @@ def test_a_test_in_spanish_still_counts_for_the_settings_saved_after_it_in_engli
     client.post(reverse("installation_options"), data, HTTP_ACCEPT_LANGUAGE="en")
 
     assert scope_settings(consortium).health == "working"
+
+
+def test_the_demo_identity_providers_consent_page_follows_the_browsers_language():
+    from settings_app.mail.localserver.oauth_http import consent_page
+
+    values = {"client": "destiny-mail-demo", "scope": "smtp", "account": "demo", "hidden": ""}
+    spanish = consent_page(**values, accept_language="es-ES,es;q=0.9,en;q=0.8")
+    english = consent_page(**values, accept_language="fr-FR,fr;q=0.9")  # not spoken here: the default
+
+    assert '<html lang="es">' in spanish and ">Permitir</button>" in spanish
+    assert "<strong>destiny-mail-demo</strong> pide enviar correo en su nombre (ámbito <code>smtp</code>)" in spanish
+    assert english_left(spanish, "destiny-mail-demo") == []
+    assert '<html lang="en">' in english and ">Allow</button>" in english
+    hostile = consent_page(**(values | {"client": "<script>x</script>"}), accept_language="")
+    assert "<script>" not in hostile

@@ -11,23 +11,57 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from authlib.oauth2 import OAuth2Error
+from django.conf import settings
+from django.utils import translation
+from django.utils.translation import gettext as _
 
 from settings_app.mail.localserver.certificates import KeyPair, server_context
 from settings_app.mail.localserver.oauth import Account, FormRequest, LocalAuthorizationServer
 
 CONSENT_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Sign in - Local identity provider</title>
+<html lang="{lang}"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font:16px system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}}
 label,input,button{{display:block;margin:.4rem 0}}input{{padding:.4rem;width:100%}}
 button{{padding:.5rem 1rem}}</style></head>
-<body><main><h1>Local identity provider</h1>
-<p><strong>{client}</strong> asks to send mail as you (scope <code>{scope}</code>).</p>
+<body><main><h1>{heading}</h1>
+<p>{asks}</p>
 <form method="post">{hidden}
-<label for="account">Account</label>
+<label for="account">{account_label}</label>
 <input id="account" name="account" value="{account}" required autocomplete="username">
-<button name="decision" value="allow">Allow</button>
-<button name="decision" value="deny">Deny</button>
+<button name="decision" value="allow">{allow}</button>
+<button name="decision" value="deny">{deny}</button>
 </form></main></body></html>"""
+
+
+def _browser_language(accept_language: str) -> str:
+    """The first language of the browser's Accept-Language that Destiny Mail speaks, else the default."""
+    for entry in accept_language.split(","):
+        try:
+            return translation.get_supported_language_variant(entry.split(";")[0].strip())
+        except LookupError:
+            continue
+    return settings.LANGUAGE_CODE
+
+
+def consent_page(*, client: str, scope: str, account: str, hidden: str, accept_language: str) -> str:
+    """The page where the account allows the app to send mail, in the browser's language (values escaped here)."""
+    language = _browser_language(accept_language)
+    with translation.override(language):
+        asks = _("%(client)s asks to send mail as you (scope %(scope)s).") % {
+            "client": f"<strong>{html.escape(client)}</strong>",
+            "scope": f"<code>{html.escape(scope)}</code>",
+        }
+        return CONSENT_PAGE.format(
+            lang=language,
+            title=html.escape(_("Sign in - Local identity provider")),
+            heading=html.escape(_("Local identity provider")),
+            asks=asks,
+            account_label=html.escape(_("Account")),
+            account=html.escape(account),
+            allow=html.escape(_("Allow")),
+            deny=html.escape(_("Deny")),
+            hidden=hidden,
+        )
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -50,11 +84,12 @@ class _Handler(BaseHTTPRequestHandler):
         hidden = "".join(
             f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in request.args.items()
         )
-        page = CONSENT_PAGE.format(
-            client=html.escape(request.args.get("client_id", "")),
-            scope=html.escape(request.args.get("scope", "")),
-            account=html.escape(request.args.get("login_hint", "")),
+        page = consent_page(
+            client=request.args.get("client_id", ""),
+            scope=request.args.get("scope", ""),
+            account=request.args.get("login_hint", ""),
             hidden=hidden,
+            accept_language=self.headers.get("Accept-Language", ""),
         )
         self._send(200, "text/html; charset=utf-8", page.encode())
 
