@@ -26,6 +26,8 @@ from settings_app.oauth.tokens import service_account_key
 # Control, format, separator, surrogate and unassigned characters: none belongs in a header or a host name.
 _FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# A Microsoft Entra directory: its ID (a GUID) or one of its domain names, or organizations / common.
+TENANT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 _NAME_FORBIDDEN = set('<>"@')
 
 
@@ -331,8 +333,13 @@ class OAuthSettingsForm(forms.ModelForm):
         return self.cleaned_data["oauth_client_id"].strip()
 
     def clean_oauth_tenant(self) -> str:
-        validate_printable(self.cleaned_data["oauth_tenant"])
-        return self.cleaned_data["oauth_tenant"].strip()
+        tenant = self.cleaned_data["oauth_tenant"].strip()
+        # It becomes part of Microsoft's sign-in and token URLs: a directory ID or a domain name, nothing else.
+        if tenant and not TENANT.fullmatch(tenant):
+            raise ValidationError(
+                _("Enter the directory (tenant) ID or a domain name, for example district.org."), code="tenant_format"
+            )
+        return tenant
 
     def clean(self) -> dict[str, Any]:
         cleaned = self.cleaned_data

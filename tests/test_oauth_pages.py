@@ -35,6 +35,23 @@ def test_microsoft_app_only_sign_in_needs_the_tenant(row, installation):
     assert _form(row, installation, oauth_flow="app_only", oauth_tenant="district.org").is_valid()
 
 
+@pytest.mark.parametrize(
+    ("tenant", "valid"),
+    [
+        ("district.org", True),
+        ("9188040d-6c67-4c5b-b112-36a304b66dad", True),
+        ("organizations", True),
+        ("evil.example/oauth2?x=", False),
+        ("../common", False),
+        ("district.org#", False),
+    ],
+)
+def test_the_tenant_is_a_directory_id_or_a_domain_since_it_goes_into_microsofts_urls(row, installation, tenant, valid):
+    form = _form(row, installation, oauth_flow="app_only", oauth_tenant=tenant)
+    assert form.is_valid() is valid
+    assert form.has_error("oauth_tenant", "tenant_format") is not valid
+
+
 def test_oauth_needs_the_mailbox_user_id_saved_first(installation):
     bare = factories.smtp_settings(installation=installation)
     assert _form(bare, installation).has_error("auth_method", "username")
