@@ -18,6 +18,7 @@ from settings_app.delivery import queue
 from settings_app.mail.config import Transport
 from settings_app.mail.diagnosis import Diagnosis
 from settings_app.models import (
+    DeliveryState,
     District,
     Installation,
     MailSource,
@@ -150,6 +151,10 @@ def smtp_settings_save(
         _carry_recent_test(row, scope, acting_user)
     row.updated_by = acting_user
     row.save(update_fields=[*SETTINGS_FIELDS, *EDITED_WITH_THEM, *OAUTH_SECRETS] if row.pk else None)
+    if old and old["max_per_hour"] != row.max_per_hour:
+        # The new hourly maximum holds from now: what waited for the old one's next free slot may go out at once.
+        DeliveryState.objects.filter(smtp_settings=row).update(cap_full_until=None)
+        queue.resume(row.pk)
     _audit(scope, acting_user, summary)
     return row, cleared
 

@@ -13,6 +13,7 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
+from settings_app import services
 from settings_app.delivery import due, queue, rounds, worker
 from settings_app.mail.localserver import RecordingHandler, smtp_server
 from settings_app.models import DeliveryState, Loan, MailSource, Notice, NoticeStatus, Patron
@@ -136,6 +137,13 @@ def test_a_configuration_at_its_hourly_cap_is_left_out_of_rounds_until_a_slot_fr
     state = DeliveryState.objects.get(smtp_settings=row)
     assert state.cap_full_until is not None and done.again == {row.pk: state.cap_full_until}
     assert due.configurations() == []
+
+    # The administrator raises the maximum: the notice that waited is due again now, not at the old free slot.
+    values = {field: getattr(row, field) for field in services.SETTINGS_FIELDS} | {"max_per_hour": 100}
+    services.smtp_settings_save(scope=row.district, values=values, password="", acting_user=north_staff)
+    assert due.configurations() == [row.pk]
+    rounds.deliver_round(row.pk)
+    assert len(handler.messages) == 2
 
 
 def test_only_one_worker_at_a_time_opens_a_session_to_a_configurations_server(installation, north):
