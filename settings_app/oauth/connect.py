@@ -19,10 +19,9 @@ from django.views.decorators.debug import sensitive_variables
 from settings_app import crypto
 from settings_app.mail.config import TokenUnavailable
 from settings_app.models import Installation, SmtpSettings
-from settings_app.oauth import tokens
 from settings_app.oauth.http import oauth_client
 from settings_app.oauth.providers import PUBLIC_PROVIDER_HOSTS
-from settings_app.oauth.tokens import OAuthApp, call_token_endpoint
+from settings_app.oauth.tokens import OAuthApp, call_token_endpoint, oauth_app, revoke
 
 SESSION_KEY = "oauth_pending"
 # How long the person has to sign in at the provider and come back.
@@ -139,7 +138,7 @@ def stored_sign_in(row: SmtpSettings, installation: Installation) -> tuple[OAuth
     if not row.oauth_refresh_sealed:
         return None
     try:
-        return tokens.oauth_app(row, installation), row.oauth_refresh_token()
+        return oauth_app(row, installation), row.oauth_refresh_token()
     except crypto.CredentialsUnreadable:
         return None
 
@@ -148,7 +147,7 @@ def stored_sign_in(row: SmtpSettings, installation: Installation) -> tuple[OAuth
 def revoke_at_provider(app: OAuthApp, refresh_token: str) -> str:
     """Revoke a forgotten sign-in at the provider too; what went wrong, or "" (also when it cannot revoke)."""
     try:
-        tokens.revoke(app, refresh_token)
+        revoke(app, refresh_token)
     except TokenUnavailable as exc:
         return exc.description or exc.error
     return ""
