@@ -1,6 +1,7 @@
 """Languages: the Spanish catalogue is complete, people choose their language, and each patron's notice is written in
 the patron's own language, whatever the staff member's."""
 
+import contextlib
 import datetime as dt
 import email
 import email.policy
@@ -399,10 +400,8 @@ def test_commands_speak_the_language_of_the_shell(installation, monkeypatch, cap
 @pytest.mark.parametrize("argv", [["smtp_test", "--help"], ["help", "smtp_test"]])
 def test_a_commands_help_speaks_the_language_of_the_shell(monkeypatch, capsys, argv):
     monkeypatch.setenv("LANG", "es_ES.UTF-8")
-    try:
+    with contextlib.suppress(SystemExit):  # --help exits once printed
         ManagementUtility(["manage.py", *argv]).execute()
-    except SystemExit:  # --help exits once printed
-        pass
     help_text = capsys.readouterr().out
     assert "Prueba un servidor SMTP como lo hace el botón «Probar servidor»" in help_text
     assert "Envía además un correo de prueba a esta dirección." in help_text
