@@ -18,7 +18,7 @@ from django.utils import timezone
 from settings_app.crypto import CredentialsUnreadable
 from settings_app.delivery import cap
 from settings_app.mail.config import SmtpConfig, TokenSource, Transport
-from settings_app.mail.diagnosis import ADVICE, Advice, Category
+from settings_app.mail.diagnosis import Advice, advice_of
 from settings_app.models import (
     CapReservation,
     District,
@@ -103,10 +103,7 @@ def pause_advice(row: SmtpSettings | None) -> Advice | None:
     """What stopped delivery through a paused configuration, and the fix (None when it is not paused)."""
     if row is None or row.paused_at is None:
         return None
-    try:
-        return ADVICE[Category(row.pause_category)]
-    except ValueError:
-        return None
+    return advice_of(row.pause_category)
 
 
 def _settings_rows(scopes: Q) -> list[SmtpSettings]:

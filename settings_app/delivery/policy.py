@@ -17,7 +17,7 @@ from enum import StrEnum
 from django.conf import settings
 
 from settings_app.delivery.pipeline import Result, Stage
-from settings_app.mail.diagnosis import ADVICE, Category
+from settings_app.mail.diagnosis import Category, advice_of
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -116,10 +116,5 @@ def _permanent(result: Result, reply: str) -> Verdict:
 
 def connection_verdict(category: str, reply: str) -> Verdict:
     """What a failure to open the session means: configuration problems pause, the rest back off."""
-    try:
-        advice = ADVICE[Category(category)]
-    except ValueError:
-        return Verdict(Action.BUSY, category, reply)
-    if advice.configuration:
-        return Verdict(Action.PAUSE, category, reply)
-    return Verdict(Action.BUSY, category, reply)
+    advice = advice_of(category)
+    return Verdict(Action.PAUSE if advice and advice.configuration else Action.BUSY, category, reply)

@@ -349,12 +349,18 @@ ADVICE: dict[Category, Advice] = {
 }
 
 
-def category_title(category: str) -> "StrOrPromise":
-    """The title of a stored category, translated when shown; an unknown one (from an older release) as it is."""
+def advice_of(category: str) -> Advice | None:
+    """The advice of a stored category; None for one this release does not know (or none)."""
     try:
-        return ADVICE[Category(category)].title
+        return ADVICE[Category(category)]
     except ValueError:
-        return category
+        return None
+
+
+def category_title(category: str) -> "StrOrPromise":
+    """The title of a stored category, translated when shown; an unknown one as it is."""
+    advice = advice_of(category)
+    return advice.title if advice else category
 
 
 class StepKind(StrEnum):

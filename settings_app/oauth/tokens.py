@@ -151,8 +151,9 @@ def _service_account_token(app: OAuthApp) -> dict[str, Any]:
         key = service_account_key(app.client_secret)
     except ValueError as exc:
         raise TokenUnavailable("not_connected", str(exc)) from exc
-    with _token_errors(app):
-        client = AssertionClient(
+    with (
+        _token_errors(app),  # entered first: a CA bundle that cannot be loaded fails in the transport below
+        AssertionClient(
             token_endpoint=app.endpoints.token_url,
             issuer=key["client_email"],
             subject=app.account,
@@ -164,9 +165,9 @@ def _service_account_token(app: OAuthApp) -> dict[str, Any]:
             timeout=app.seconds,
             follow_redirects=False,
             trust_env=False,
-        )
-        with client:
-            return _checked(client.refresh_token())
+        ) as client,
+    ):
+        return _checked(client.refresh_token())
 
 
 def service_account_key(text: str) -> dict[str, str]:

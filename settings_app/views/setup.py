@@ -4,7 +4,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_noop
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
@@ -21,6 +21,21 @@ from settings_app.views.pages import (
     scope_for,
     smtp_form,
 )
+
+# What the page says when saving other server values cleared a stored credential (services.smtp_settings_save).
+CLEARED_BY_A_MOVE = {
+    services.CREDENTIAL: gettext_noop(
+        "The server, port, transport or user ID changed, so the stored password was cleared. Enter the password again."
+    ),
+    services.OAUTH_ACCOUNT: gettext_noop(
+        "The server, port, transport or user ID changed, so the connected account was disconnected. "
+        "Press Connect account again."
+    ),
+    services.CLIENT_SECRET: gettext_noop(
+        "The server, port, transport or user ID changed, so the stored client secret was cleared. "
+        "Enter it again under Sign-in."
+    ),
+}
 
 
 def home(request: AuthenticatedRequest) -> HttpResponse:
@@ -86,30 +101,9 @@ def _saved(request: AuthenticatedRequest, scope: Scope, form: SmtpSettingsForm) 
     _, cleared = services.smtp_settings_save(scope=scope, values=values, password=password, acting_user=request.user)
     request.session.pop(PENDING_SESSION_KEY, None)
     messages.success(request, gettext("SMTP settings saved."))
-    if services.CREDENTIAL in cleared:
-        messages.warning(
-            request,
-            gettext(
-                "The server, port, transport or user ID changed, so the stored password was cleared. "
-                "Enter the password again."
-            ),
-        )
-    if services.OAUTH_ACCOUNT in cleared:
-        messages.warning(
-            request,
-            gettext(
-                "The server, port, transport or user ID changed, so the connected account was disconnected. "
-                "Press Connect account again."
-            ),
-        )
-    if services.CLIENT_SECRET in cleared:
-        messages.warning(
-            request,
-            gettext(
-                "The server, port, transport or user ID changed, so the stored client secret was cleared. "
-                "Enter it again under Sign-in."
-            ),
-        )
+    for credential, warning in CLEARED_BY_A_MOVE.items():
+        if credential in cleared:
+            messages.warning(request, gettext(warning))
     return redirect(options_url(scope))
 
 
